@@ -459,7 +459,7 @@ mod tests {
     #[test]
     fn control_block_matches_spec_hexdump() {
         let b = encode_control(&ControlBlock::new(512, 1), 512);
-        assert_eq!(&b[..24], b"SFEX1\0\0\x003\0\0\0512\0\0\0\0\0\x31\0\0\0");
+        assert_eq!(&b[..24], b"SFEX1\0\0\x003\0\0\x00512\0\0\0\0\0\x31\0\0\0");
         assert!(b[24..].iter().all(|&x| x == 0));
         let b = encode_control(&ControlBlock::new(4096, 3), 4096);
         assert_eq!(&b[..24], b"SFEX1\0\0\x003\0\0\x004096\0\0\0\x003\0\0\0");

@@ -462,7 +462,7 @@ struct Node {
 
 fn run_sim(seed: u64) -> Result<u32, String> {
     let mut rng = Rng(seed | 1);
-    let mut disk = lb('u', rng.below(1000) as i32, "");
+    let mut disk = lb('u', i32::try_from(rng.below(1000)).unwrap(), "");
     let mut nodes: Vec<Node> = ["a", "b"]
         .iter()
         .map(|n| Node {
@@ -481,6 +481,7 @@ fn run_sim(seed: u64) -> Result<u32, String> {
     let fail_pct = rng.below(10);
     let mut total = 0;
     for now in (0..120_000u64).step_by(7) {
+        #[allow(clippy::needless_range_loop)] // restarts replace nodes[i] wholesale
         for i in 0..2 {
             // crash or restart
             if !nodes[i].crashed && rng.below(20_000) == 0 {

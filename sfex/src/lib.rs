@@ -11,7 +11,9 @@
 //! - [`ops`]: the operations the CLI offers (init, status, unlock, dump),
 //!   with typed errors and the original tools' exit codes.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
 pub mod dev;
 pub mod format;
 pub mod holder;

@@ -119,7 +119,7 @@ impl OpError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            OpError::Dev(DevError::Open { .. }) => exit::OPEN,
+            OpError::Dev(DevError::Open { .. } | DevError::ReadOnlyDevice { .. }) => exit::OPEN,
             OpError::Held { .. } => exit::NOT_MINE,
             OpError::Range { .. } => exit::USAGE,
             _ => exit::ERROR,
@@ -184,13 +184,8 @@ pub fn read_lock(dev: &mut dyn BlockIo, index: u32) -> Result<LockBlock, String>
 /// re-initialised with `force`, and never while one of its locks is held.
 /// Lock blocks are written first and the control block last, so an
 /// interrupted init never leaves a control block over unwritten locks.
-pub fn init(
-    dev: &mut dyn BlockIo,
-    path: &Path,
-    numlocks: u32,
-    force: bool,
-    size: u64,
-) -> Result<(), OpError> {
+pub fn init(dev: &mut dyn BlockIo, path: &Path, numlocks: u32, force: bool) -> Result<(), OpError> {
+    let size = dev.size_bytes();
     if numlocks == 0 || numlocks > MAX_NUMLOCKS {
         return Err(OpError::Range {
             what: "numlocks",
@@ -443,20 +438,20 @@ mod tests {
         let p = Path::new("mem");
         let mut d = MemDisk::new(512, 4);
         let before = d.peek(0);
-        let err = init(&mut d, p, 5, false, 4 * 512).unwrap_err();
+        let err = init(&mut d, p, 5, false).unwrap_err();
         assert!(matches!(err, OpError::TooSmall { need: 3072, .. }), "{err}");
         assert_eq!(d.peek(0), before, "nothing written");
         assert!(matches!(
-            init(&mut d, p, 0, false, 2048),
+            init(&mut d, p, 0, false),
             Err(OpError::Range { .. })
         ));
-        init(&mut d, p, 3, false, 2048).unwrap();
+        init(&mut d, p, 3, false).unwrap();
         assert_eq!(
             format::decode_control(&d.peek(0)).unwrap(),
             ControlBlock::new(512, 3)
         );
         // already an sfex device: refused without --force
-        let err = init(&mut d, p, 1, false, 2048).unwrap_err();
+        let err = init(&mut d, p, 1, false).unwrap_err();
         assert!(
             matches!(err, OpError::AlreadyInitialised { numlocks: 3, .. }),
             "{err}"
@@ -469,12 +464,12 @@ mod tests {
             nodename: name("b"),
         };
         d.poke(2, &format::encode_lock(&held, 512));
-        let err = init(&mut d, p, 1, true, 2048).unwrap_err();
+        let err = init(&mut d, p, 1, true).unwrap_err();
         assert!(matches!(err, OpError::Held { index: 2, .. }), "{err}");
         assert_eq!(err.exit_code(), exit::NOT_MINE);
         // released: --force re-initialises
         d.poke(2, &format::encode_lock(&LockBlock::fresh(), 512));
-        init(&mut d, p, 1, true, 2048).unwrap();
+        init(&mut d, p, 1, true).unwrap();
         assert_eq!(format::decode_control(&d.peek(0)).unwrap().numlocks, 1);
     }
 

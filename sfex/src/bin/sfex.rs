@@ -1,6 +1,7 @@
 //! `sfex`: initialise, inspect, take and hold an sfex lock on a shared block
 //! device, compatible with resource-agents' `sfex_init`, `sfex_stat` and
 //! `sfex_daemon` (same on-disk bytes, same protocol, same exit codes).
+#![forbid(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
@@ -289,8 +290,7 @@ fn cmd_init(device: &Path, numlocks: u32, force: bool, engine: EngineKind) -> Ex
         Ok(d) => d,
         Err(e) => return fail(&e.into()),
     };
-    let size = dev.size();
-    match ops::init(&mut dev, device, numlocks, force, size) {
+    match ops::init(&mut dev, device, numlocks, force) {
         Ok(()) => {
             tracing::info!(device = %device.display(), numlocks, block = dev.sector_size(), "initialised");
             ExitCode::SUCCESS

@@ -107,6 +107,10 @@ impl BlockIo for MemDisk {
         self.block
     }
 
+    fn size_bytes(&self) -> u64 {
+        self.lock().data.len() as u64
+    }
+
     fn read_block(&mut self, index: u64) -> Result<Vec<u8>, DevError> {
         self.fault("read", index)?;
         let (s, e) = self.span(index).ok_or_else(|| self.past_end(index))?;

@@ -141,6 +141,12 @@ pub enum DevError {
         /// The device.
         path: PathBuf,
     },
+    /// The block device itself is read-only (`BLKROGET`), so it cannot hold a lock.
+    #[error("can't open device {path} for writing: the block device is read-only")]
+    ReadOnlyDevice {
+        /// The device.
+        path: PathBuf,
+    },
     /// The device was opened read-only.
     #[error("{path} was opened read-only")]
     ReadOnly {
@@ -154,6 +160,8 @@ pub enum DevError {
 pub trait BlockIo: Send {
     /// Size of one block in bytes (the device's logical sector size).
     fn block_size(&self) -> u32;
+    /// Size of the device in bytes.
+    fn size_bytes(&self) -> u64;
     /// Reads block `index` (0 = control block).
     fn read_block(&mut self, index: u64) -> Result<Vec<u8>, DevError>;
     /// Writes block `index`; `data` must be exactly one block.
@@ -168,6 +176,16 @@ mod ioctl {
 
     nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
     nix::ioctl_read!(blkgetsize64, 0x12, 114, u64);
+    nix::ioctl_read_bad!(blkroget, 0x125e, libc::c_int);
+
+    /// True when the block device is read-only (`BLKROGET`).
+    pub(super) fn read_only(f: &File) -> io::Result<bool> {
+        let mut v: libc::c_int = 0;
+        // SAFETY: BLKROGET writes one c_int through the pointer, which points
+        // to a live local; the descriptor is open for the duration of the call.
+        unsafe { blkroget(f.as_raw_fd(), &mut v) }.map_err(io::Error::from)?;
+        Ok(v != 0)
+    }
 
     /// The logical sector size (`BLKSSZGET`).
     pub(super) fn logical_block_size(f: &File) -> io::Result<u32> {
@@ -247,7 +265,7 @@ impl fmt::Debug for AlignedBuf {
 
 enum Engine {
     Sync,
-    Uring(uring::Ring),
+    Uring(Box<uring::Ring>),
 }
 
 /// A block device opened for sfex: O_DIRECT (and O_SYNC when writable),
@@ -319,6 +337,11 @@ impl Device {
         };
         let sector = ioctl::logical_block_size(&file).map_err(ioctl_err("sector size"))?;
         let size = ioctl::size_bytes(&file).map_err(ioctl_err("size"))?;
+        if writable && ioctl::read_only(&file).map_err(ioctl_err("read-only flag"))? {
+            return Err(DevError::ReadOnlyDevice {
+                path: path.to_owned(),
+            });
+        }
         if sector == 0 || !sector.is_power_of_two() {
             return Err(DevError::Ioctl {
                 what: "sector size",
@@ -339,7 +362,7 @@ impl Device {
         let (engine, fallback) = match kind {
             EngineKind::Sync => (Engine::Sync, None),
             EngineKind::Uring => match uring::Ring::new() {
-                Ok(r) => (Engine::Uring(r), None),
+                Ok(r) => (Engine::Uring(Box::new(r)), None),
                 Err(e) => {
                     let why = format!(
                         "io_uring unavailable ({e}); falling back to O_DIRECT pread/pwrite"
@@ -391,7 +414,7 @@ impl Device {
 
     fn offset_of(&self, index: u64) -> Result<u64, DevError> {
         let block = u64::from(self.sector);
-        let offset = index.checked_mul(block).unwrap_or(u64::MAX);
+        let offset = index.saturating_mul(block);
         if offset.saturating_add(block) > self.size {
             return Err(DevError::PastEnd {
                 index,
@@ -436,6 +459,10 @@ fn off_t(offset: u64) -> io::Result<libc::off_t> {
 impl BlockIo for Device {
     fn block_size(&self) -> u32 {
         self.sector
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.size
     }
 
     fn read_block(&mut self, index: u64) -> Result<Vec<u8>, DevError> {
