@@ -196,7 +196,7 @@ impl Renewer {
         let blk = dev
             .read_block(u64::from(index))
             .map_err(|e| format!("read lock {index}: {e}"))?;
-        Ok(format::decode_lock(&blk).map_err(|e| IoFailure(e.to_string())))
+        Ok(format::decode_lock(&blk).map_err(|e| IoFailure::corrupt(e.to_string())))
     }
 
     fn write_lock(dev: &mut Device, index: u32, lb: &format::LockBlock, bs: usize) -> Res<()> {
@@ -332,8 +332,7 @@ fn bench_sector(sector: u32, iters: usize, verdicts: &mut Vec<Verdict>) -> Res<(
                 dev.sector_size()
             ));
         }
-        let size = dev.size();
-        sfex::ops::init(&mut dev, &path, NUMLOCKS, false, size)
+        sfex::ops::init(&mut dev, &path, NUMLOCKS, false)
             .map_err(|e| format!("sfex init {}: {e}", path.display()))?;
     }
     let mut raw = Raw::open(&path, sector as usize)?;

@@ -83,9 +83,10 @@ impl Holder {
                     let msg = match req {
                         Req::Read => Msg::Read(
                             dev.read_block(u64::from(index))
-                                .map_err(|e| IoFailure(e.to_string()))
+                                .map_err(|e| IoFailure::io(e.to_string()))
                                 .and_then(|b| {
-                                    format::decode_lock(&b).map_err(|e| IoFailure(e.to_string()))
+                                    format::decode_lock(&b)
+                                        .map_err(|e| IoFailure::corrupt(e.to_string()))
                                 }),
                         ),
                         Req::Write(lb) => Msg::Wrote(
@@ -93,7 +94,7 @@ impl Holder {
                                 u64::from(index),
                                 &format::encode_lock(&lb, block as usize),
                             )
-                            .map_err(|e| IoFailure(e.to_string())),
+                            .map_err(|e| IoFailure::io(e.to_string())),
                         ),
                     };
                     if back.send(msg).is_err() {

@@ -139,7 +139,30 @@ impl Config {
 /// An I/O or decode failure, as the machine sees it (the driver keeps the
 /// details for its log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IoFailure(pub String);
+pub struct IoFailure {
+    /// What failed.
+    pub message: String,
+    /// The block was read but does not decode as a lock block: somebody
+    /// overwrote it. A holder takes that as the loss of its lock at once.
+    pub corrupt: bool,
+}
+
+impl IoFailure {
+    /// A read or write that failed.
+    pub fn io(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            corrupt: false,
+        }
+    }
+    /// A block that was read but does not decode.
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            corrupt: true,
+        }
+    }
+}
 
 /// Inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +225,11 @@ pub enum LostReason {
     TakenOver {
         /// The block found on disk.
         found: LockBlock,
+    },
+    /// The block no longer decodes as a lock block: somebody overwrote it.
+    Corrupt {
+        /// The decode error.
+        message: String,
     },
 }
 
@@ -640,6 +668,9 @@ impl Lease {
                 let count = next_count(count);
                 self.state = State::Extend { count, at: now };
                 vec![Action::Write(self.block(Status::Locked, count))]
+            }
+            (State::RenewRead { .. }, Err(f)) if f.corrupt => {
+                self.finish(Event::Lost(LostReason::Corrupt { message: f.message }))
             }
             (
                 State::RenewRead {

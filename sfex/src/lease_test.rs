@@ -201,7 +201,7 @@ fn failed_collision_read_fails_the_acquisition() {
     l.step(Millis(1), ok(lb('u', 3, "")));
     l.step(Millis(2), Input::WriteDone(Ok(())));
     l.step(Millis(2 + C), Input::Timer);
-    let f = IoFailure("EIO".into());
+    let f = IoFailure::io("EIO");
     assert_eq!(
         l.step(Millis(3 + C), Input::ReadDone(Err(f.clone()))),
         ev(Event::AcquireFailed(AcquireError::Io { failure: f }))
@@ -255,7 +255,7 @@ fn failed_renewals_are_retried_until_the_deadline() {
     let deadline = Millis(1015 + T - MARGIN);
     let t = 1015 + M;
     l.step(Millis(t), Input::Timer);
-    let f = IoFailure("EIO".into());
+    let f = IoFailure::io("EIO");
     assert_eq!(
         l.step(Millis(t + 1), Input::ReadDone(Err(f.clone()))),
         ev(Event::RenewFailed {
@@ -288,6 +288,20 @@ fn failed_renewals_are_retried_until_the_deadline() {
             count: 4,
             valid_until: Millis(t + 1004 + T - MARGIN)
         })
+    );
+}
+
+#[test]
+fn overwritten_garbage_loses_the_lease_at_once() {
+    let mut l = acquired();
+    let t = 1015 + M;
+    l.step(Millis(t), Input::Timer);
+    let garbage = Input::ReadDone(Err(IoFailure::corrupt("lock data format error")));
+    assert_eq!(
+        l.step(Millis(t + 1), garbage),
+        ev(Event::Lost(LostReason::Corrupt {
+            message: "lock data format error".into()
+        }))
     );
 }
 
@@ -511,7 +525,7 @@ fn run_sim(seed: u64) -> Result<u32, String> {
                     }
                     if now >= *done {
                         let r = if *fail {
-                            Err(IoFailure("EIO".into()))
+                            Err(IoFailure::io("EIO"))
                         } else {
                             Ok(seen.clone().unwrap_or_else(|| disk.clone()))
                         };
@@ -530,7 +544,7 @@ fn run_sim(seed: u64) -> Result<u32, String> {
                     }
                     if now >= *done {
                         let r = if *fail {
-                            Err(IoFailure("EIO".into()))
+                            Err(IoFailure::io("EIO"))
                         } else {
                             Ok(())
                         };

@@ -718,7 +718,7 @@ fn log_event(ev: &Event, now: Millis, pidfile: &Option<PathBuf>, pid_written: &m
             tracing::debug!(count, at = %now, valid_until = %valid_until, "lock renewed")
         }
         Event::RenewFailed { failure, deadline } => {
-            tracing::warn!(at = %now, deadline = %deadline, "renewal failed, retrying: {}", failure.0)
+            tracing::warn!(at = %now, deadline = %deadline, "renewal failed, retrying: {}", failure.message)
         }
         Event::AcquireFailed(lease::AcquireError::HeldElsewhere { holder }) => tracing::error!(
             at = %now, "can't acquire lock: the lock's already hold by some other node ({holder})."
@@ -727,10 +727,13 @@ fn log_event(ev: &Event, now: Millis, pidfile: &Option<PathBuf>, pid_written: &m
             tracing::error!(at = %now, "can't acquire lock: collision detected in the air ({other}).")
         }
         Event::AcquireFailed(lease::AcquireError::Io { failure }) => {
-            tracing::error!(at = %now, "can't acquire lock: {}", failure.0)
+            tracing::error!(at = %now, "can't acquire lock: {}", failure.message)
         }
         Event::Lost(lease::LostReason::DeadlineMissed { deadline }) => tracing::error!(
             at = %now, deadline = %deadline, "lease lost: no renewal confirmed before the deadline"
+        ),
+        Event::Lost(lease::LostReason::Corrupt { message }) => tracing::error!(
+            at = %now, "can't update lock: lease lost, the block no longer decodes: {message}"
         ),
         Event::Lost(lease::LostReason::TakenOver { found }) => tracing::error!(
             at = %now, "can't update lock: lease lost, block now shows {:?} {} count {}",
