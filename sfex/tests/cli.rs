@@ -2,7 +2,11 @@
 //! problem, the documented exit code, and no write.
 
 // Test data arithmetic on small numbers; casts are checked by the assertions.
-#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

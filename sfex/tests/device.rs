@@ -3,7 +3,11 @@
 //! loudly without them.
 
 // Test data arithmetic on small numbers; casts are checked by the assertions.
-#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
