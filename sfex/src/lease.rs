@@ -177,6 +177,10 @@ pub enum Input {
     WriteDone(Result<(), IoFailure>),
     /// Release the lock (SIGTERM): as soon as no I/O is in flight.
     Release,
+    /// The holder on disk is confirmed fenced (powered off): it can no longer
+    /// write, so a held lock need not be watched for `lock_timeout` before it
+    /// is taken. Only the caller's fencing can vouch for this.
+    PeerFenced,
 }
 
 /// Outputs.
@@ -252,6 +256,11 @@ pub enum Event {
         holder: NodeName,
         /// Its last count.
         count: i32,
+    },
+    /// The holder was confirmed fenced: taking its lock without waiting.
+    FencedTakeover {
+        /// The fenced holder.
+        holder: NodeName,
     },
     /// We hold the lock.
     Acquired {
@@ -381,6 +390,7 @@ pub struct Lease {
     cfg: Config,
     state: State,
     release_pending: bool,
+    peer_fenced: bool,
 }
 
 impl Lease {
@@ -390,6 +400,7 @@ impl Lease {
             cfg,
             state: State::Idle,
             release_pending: false,
+            peer_fenced: false,
         }
     }
 
@@ -471,6 +482,17 @@ impl Lease {
             }
         }
         match input {
+            Input::PeerFenced => {
+                self.peer_fenced = true;
+                match self.state.clone() {
+                    State::Watch { holder, count, .. } => {
+                        let mut out = vec![Action::Event(Event::FencedTakeover { holder })];
+                        out.extend(self.claim(count));
+                        out
+                    }
+                    _ => Vec::new(), // applied when the read in flight completes
+                }
+            }
             Input::Release => {
                 self.release_pending = true;
                 if self.io_in_flight() {
@@ -575,6 +597,18 @@ impl Lease {
         match (self.state.clone(), r) {
             (State::FirstRead, Err(failure)) => {
                 self.finish(Event::AcquireFailed(AcquireError::Io { failure }))
+            }
+            (State::FirstRead, Ok(lb)) if self.peer_fenced && lb.nodename != me => {
+                let mut out = vec![Action::Event(Event::FencedTakeover {
+                    holder: lb.nodename,
+                })];
+                out.extend(self.claim(lb.count));
+                out
+            }
+            (State::WatchRead { holder, .. }, Ok(lb)) if self.peer_fenced => {
+                let mut out = vec![Action::Event(Event::FencedTakeover { holder })];
+                out.extend(self.claim(lb.count));
+                out
             }
             (State::FirstRead, Ok(lb)) => {
                 if lb.status == Status::Locked && lb.nodename != me {

@@ -170,6 +170,24 @@ fn stale_lock_of_a_dead_node_is_taken_after_lock_timeout() {
 }
 
 #[test]
+fn confirmed_fencing_takes_the_lock_without_waiting() {
+    // while watching
+    let mut l = Lease::new(cfg("a", true));
+    l.step(Millis(0), Input::Start);
+    l.step(Millis(1), ok(lb('l', 5, "b")));
+    let mut out = ev(Event::FencedTakeover { holder: name("b") });
+    out.extend(wr(lb('l', 6, "a")));
+    assert_eq!(l.step(Millis(100), Input::PeerFenced), out);
+    // while the first read is in flight
+    let mut l = Lease::new(cfg("a", false));
+    l.step(Millis(0), Input::Start);
+    assert_eq!(l.step(Millis(1), Input::PeerFenced), vec![]);
+    let mut out = ev(Event::FencedTakeover { holder: name("b") });
+    out.extend(wr(lb('l', 8, "a")));
+    assert_eq!(l.step(Millis(2), ok(lb('l', 7, "b"))), out);
+}
+
+#[test]
 fn our_own_stale_lock_is_taken_without_waiting() {
     let mut l = Lease::new(cfg("a", false));
     l.step(Millis(0), Input::Start);

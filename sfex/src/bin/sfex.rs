@@ -705,6 +705,9 @@ fn log_event(ev: &Event, now: Millis, pidfile: &Option<PathBuf>, pid_written: &m
         Event::Stale { holder, count } => {
             tracing::warn!(holder = %holder, count, at = %now, "lock of {holder} is stale; taking it over")
         }
+        Event::FencedTakeover { holder } => {
+            tracing::warn!(holder = %holder, at = %now, "{holder} is fenced; taking its lock")
+        }
         Event::Acquired { count, valid_until } => {
             tracing::info!(count, at = %now, valid_until = %valid_until, "lock acquired");
             if let Some(p) = pidfile {
