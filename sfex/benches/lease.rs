@@ -188,6 +188,7 @@ fn bench_config() -> Config {
         margin: Millis(1),
         retry_interval: Millis(1),
         wait: false,
+        max_io: None,
     }
 }
 

@@ -185,6 +185,7 @@ mod tests {
             margin: Millis(60),
             retry_interval: Millis(30),
             wait: false,
+            max_io: None,
         }
     }
 

@@ -82,6 +82,10 @@ pub struct Config {
     pub retry_interval: Millis,
     /// Keep polling a live holder instead of giving up with HeldElsewhere.
     pub wait: bool,
+    /// The longest a lease I/O may take; a slower one counts as failed
+    /// (`None`: no bound, as `sfex_daemon`). Needs `collision_timeout >
+    /// 2 * max_io` so that collision detection sees every concurrent claim.
+    pub max_io: Option<Millis>,
 }
 
 /// A configuration that cannot keep the lease safely.
@@ -90,6 +94,17 @@ pub enum ConfigError {
     /// A timeout of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// Collision detection cannot see a claim that lands this late.
+    #[error(
+        "collision_timeout ({collision}) must be more than twice max_io ({max_io}): \
+         a concurrent claim could land after the collision check"
+    )]
+    CollisionTooShort {
+        /// collision_timeout
+        collision: Millis,
+        /// max_io
+        max_io: Millis,
+    },
     /// The holder could not renew before a contender may take over.
     #[error(
         "monitor_interval ({monitor}) plus the safety margin ({margin}) must be shorter than \
@@ -125,7 +140,16 @@ impl Config {
                 return Err(ConfigError::Zero(name));
             }
         }
-        if self.monitor_interval.plus(self.margin) >= self.lock_timeout {
+        if let Some(max) = self.max_io {
+            if self.collision_timeout <= max.plus(max) {
+                return Err(ConfigError::CollisionTooShort {
+                    collision: self.collision_timeout,
+                    max_io: max,
+                });
+            }
+        }
+        let io = self.max_io.unwrap_or_default();
+        if self.monitor_interval.plus(self.margin).plus(io) >= self.lock_timeout {
             return Err(ConfigError::IntervalTooLong {
                 monitor: self.monitor_interval,
                 margin: self.margin,
@@ -177,10 +201,15 @@ pub enum Input {
     WriteDone(Result<(), IoFailure>),
     /// Release the lock (SIGTERM): as soon as no I/O is in flight.
     Release,
-    /// The holder on disk is confirmed fenced (powered off): it can no longer
-    /// write, so a held lock need not be watched for `lock_timeout` before it
-    /// is taken. Only the caller's fencing can vouch for this.
-    PeerFenced,
+    /// The holder on disk was confirmed fenced (powered off) after its
+    /// counter was last seen at `count`. A fenced node cannot write, so if a
+    /// fresh read still shows that count the lock is taken at once instead of
+    /// after `lock_timeout`. If the count moved (the node wrote before it was
+    /// fenced, or was rebooted and wrote again) the ordinary rules apply.
+    PeerFenced {
+        /// The holder's last counter value seen before the fence.
+        count: i32,
+    },
 }
 
 /// Outputs.
@@ -390,7 +419,10 @@ pub struct Lease {
     cfg: Config,
     state: State,
     release_pending: bool,
-    peer_fenced: bool,
+    /// Count of a fenced holder (see [`Input::PeerFenced`]).
+    fenced_count: Option<i32>,
+    /// When the I/O in flight was submitted.
+    io_started: Millis,
 }
 
 impl Lease {
@@ -400,7 +432,8 @@ impl Lease {
             cfg,
             state: State::Idle,
             release_pending: false,
-            peer_fenced: false,
+            fenced_count: None,
+            io_started: Millis(0),
         }
     }
 
@@ -471,6 +504,30 @@ impl Lease {
 
     /// Advances the machine.
     pub fn step(&mut self, now: Millis, input: Input) -> Vec<Action> {
+        let out = self.step_inner(now, input);
+        if out
+            .iter()
+            .any(|a| matches!(a, Action::Read | Action::Write(_)))
+        {
+            self.io_started = now;
+        }
+        out
+    }
+
+    /// With `max_io` set, an I/O that completes later than that after its
+    /// submission counts as failed: a write that lands that late may land
+    /// after another node's claim, and a read that late may show the past.
+    fn bound_io<T>(&self, now: Millis, r: Result<T, IoFailure>) -> Result<T, IoFailure> {
+        match (r, self.cfg.max_io) {
+            (Ok(_), Some(max)) if now.minus(self.io_started) > max => Err(IoFailure::io(format!(
+                "lease I/O took {} (max_io {max})",
+                now.minus(self.io_started)
+            ))),
+            (r, _) => r,
+        }
+    }
+
+    fn step_inner(&mut self, now: Millis, input: Input) -> Vec<Action> {
         if self.state == State::Done {
             return Vec::new();
         }
@@ -482,15 +539,25 @@ impl Lease {
             }
         }
         match input {
-            Input::PeerFenced => {
-                self.peer_fenced = true;
+            Input::PeerFenced { count } => {
+                self.fenced_count = Some(count);
                 match self.state.clone() {
-                    State::Watch { holder, count, .. } => {
-                        let mut out = vec![Action::Event(Event::FencedTakeover { holder })];
-                        out.extend(self.claim(count));
-                        out
+                    // check at once with a fresh read
+                    State::Watch {
+                        holder,
+                        count,
+                        since,
+                        ..
+                    } => {
+                        self.state = State::WatchRead {
+                            holder,
+                            count,
+                            since,
+                        };
+                        self.io_started = now;
+                        vec![Action::Read]
                     }
-                    _ => Vec::new(), // applied when the read in flight completes
+                    _ => Vec::new(), // applied to the next read
                 }
             }
             Input::Release => {
@@ -509,11 +576,13 @@ impl Lease {
             },
             Input::Timer => self.on_timer(now),
             Input::ReadDone(r) => {
+                let r = self.bound_io(now, r);
                 let mut out = self.on_read(now, r);
                 self.after_io(&mut out);
                 out
             }
             Input::WriteDone(r) => {
+                let r = self.bound_io(now, r);
                 let mut out = self.on_write(now, r);
                 self.after_io(&mut out);
                 out
@@ -598,15 +667,14 @@ impl Lease {
             (State::FirstRead, Err(failure)) => {
                 self.finish(Event::AcquireFailed(AcquireError::Io { failure }))
             }
-            (State::FirstRead, Ok(lb)) if self.peer_fenced && lb.nodename != me => {
+            (State::FirstRead | State::WatchRead { .. }, Ok(lb))
+                if lb.status == Status::Locked
+                    && lb.nodename != me
+                    && self.fenced_count == Some(lb.count) =>
+            {
                 let mut out = vec![Action::Event(Event::FencedTakeover {
                     holder: lb.nodename,
                 })];
-                out.extend(self.claim(lb.count));
-                out
-            }
-            (State::WatchRead { holder, .. }, Ok(lb)) if self.peer_fenced => {
-                let mut out = vec![Action::Event(Event::FencedTakeover { holder })];
                 out.extend(self.claim(lb.count));
                 out
             }

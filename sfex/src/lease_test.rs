@@ -24,6 +24,7 @@ fn cfg(node: &str, wait: bool) -> Config {
         margin: Millis(MARGIN),
         retry_interval: Millis(500),
         wait,
+        max_io: None,
     }
 }
 
@@ -171,20 +172,73 @@ fn stale_lock_of_a_dead_node_is_taken_after_lock_timeout() {
 
 #[test]
 fn confirmed_fencing_takes_the_lock_without_waiting() {
-    // while watching
+    // while watching: a fresh read that still shows the fenced count
     let mut l = Lease::new(cfg("a", true));
     l.step(Millis(0), Input::Start);
     l.step(Millis(1), ok(lb('l', 5, "b")));
+    assert_eq!(
+        l.step(Millis(100), Input::PeerFenced { count: 5 }),
+        vec![Action::Read]
+    );
     let mut out = ev(Event::FencedTakeover { holder: name("b") });
     out.extend(wr(lb('l', 6, "a")));
-    assert_eq!(l.step(Millis(100), Input::PeerFenced), out);
-    // while the first read is in flight
+    assert_eq!(l.step(Millis(101), ok(lb('l', 5, "b"))), out);
+    // the first read shows the fenced count
     let mut l = Lease::new(cfg("a", false));
     l.step(Millis(0), Input::Start);
-    assert_eq!(l.step(Millis(1), Input::PeerFenced), vec![]);
+    assert_eq!(l.step(Millis(1), Input::PeerFenced { count: 7 }), vec![]);
     let mut out = ev(Event::FencedTakeover { holder: name("b") });
     out.extend(wr(lb('l', 8, "a")));
     assert_eq!(l.step(Millis(2), ok(lb('l', 7, "b"))), out);
+}
+
+#[test]
+fn a_fenced_node_that_wrote_again_is_watched_as_usual() {
+    // fenced at count 5, but the block shows 6: it was rebooted and renewed
+    let mut l = Lease::new(cfg("a", true));
+    l.step(Millis(0), Input::Start);
+    l.step(Millis(1), ok(lb('l', 5, "b")));
+    assert_eq!(
+        l.step(Millis(100), Input::PeerFenced { count: 5 }),
+        vec![Action::Read]
+    );
+    assert_eq!(
+        l.step(Millis(101), ok(lb('l', 6, "b"))),
+        ev(Event::Watching {
+            holder: name("b"),
+            count: 6,
+            until: Millis(101 + T)
+        })
+    );
+    assert!(!l.is_held());
+}
+
+#[test]
+fn slow_io_counts_as_failed_with_max_io() {
+    let mut c = cfg("a", false);
+    c.max_io = Some(Millis(200));
+    c.collision_timeout = Millis(500);
+    assert_eq!(c.validate(), Ok(()));
+    let mut l = Lease::new(c.clone());
+    l.step(Millis(0), Input::Start);
+    l.step(Millis(10), ok(lb('u', 0, "")));
+    // the claim write lands, but completes 300 ms after its submission
+    let out = l.step(Millis(310), Input::WriteDone(Ok(())));
+    assert!(
+        matches!(
+            &out[..],
+            [Action::Event(Event::AcquireFailed(AcquireError::Io { .. }))]
+        ),
+        "{out:?}"
+    );
+    let bad = Config {
+        collision_timeout: Millis(400),
+        ..c
+    };
+    assert!(matches!(
+        bad.validate(),
+        Err(ConfigError::CollisionTooShort { .. })
+    ));
 }
 
 #[test]

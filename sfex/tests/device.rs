@@ -169,6 +169,7 @@ fn cfg(node: &str) -> lease::Config {
         margin: Millis(150),
         retry_interval: Millis(50),
         wait: false,
+        max_io: None,
     }
 }
 

@@ -157,6 +157,9 @@ struct LockArgs {
     /// Safety margin taken off the lease for clock drift (default: lock_timeout/10, at most 2s).
     #[arg(long, value_parser = parse_duration)]
     margin: Option<Duration>,
+    /// Treat a lease I/O slower than this as failed (needs -c > 2 x max-io; default: no bound, as sfex_daemon).
+    #[arg(long, value_parser = parse_duration)]
+    max_io: Option<Duration>,
     /// This node's name (sfex_daemon's -n; default: uname -n).
     #[arg(short = 'n', long)]
     node: Option<String>,
@@ -627,6 +630,7 @@ fn cmd_lock(a: LockArgs, engine: EngineKind) -> ExitCode {
             .map_or_else(|| lease::Config::default_margin(lock_timeout), millis),
         retry_interval: Millis(millis(a.monitor_interval).0.div_ceil(4).clamp(100, 1000)),
         wait: a.wait,
+        max_io: a.max_io.map(millis),
     };
     if let Err(e) = cfg.validate() {
         return usage(&e.to_string());
