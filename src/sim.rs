@@ -1,0 +1,969 @@
+//! A deterministic two-node simulator of the pair engine, with fault
+//! injection, checking the safety invariants after every event.
+//!
+//! Two [`Engine`]s, a shared lease disk (one lock block, per-node latency,
+//! slow, failing or unreachable windows), a membership model (the peer is
+//! seen dead `deadtime` after its last packet, alive again after a packet),
+//! agents (success, failure, hang until timeout, a resource dying under its
+//! monitor, a stop that fails), fence devices (working, broken, slow),
+//! crashes and restarts, per-node clock rates, and operator requests, all
+//! drawn from one seed. Time jumps from event to event.
+//!
+//! After every event it checks, against the ground truth of what is really
+//! promoted, mounted and started:
+//! - never both nodes with any resource of the stack up;
+//! - a node with anything up holds the lease, valid on the real clock;
+//! - never both nodes holding a valid lease;
+//! - start and promote are issued only while the lease is fresh.
+//!
+//! After the faults stop, the pair must converge: exactly one node runs the
+//! whole stack (liveness).
+
+use std::fmt::Write as _;
+
+use crate::engine::*;
+use sfex::format::LockBlock;
+
+/// xorshift64*: deterministic, no crate.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi.saturating_sub(lo).max(1))
+    }
+}
+
+const DEADTIME: u64 = 1_000;
+const HB_DELAY: u64 = 30;
+
+fn spec(name: &str, kind: ResourceKind) -> ResourceSpec {
+    ResourceSpec {
+        name: name.into(),
+        kind,
+        start_timeout: Millis(5_000),
+        stop_timeout: Millis(5_000),
+        monitor_interval: Millis(2_000),
+        monitor_timeout: Millis(2_000),
+    }
+}
+
+/// The configuration used by the simulator and the scenario tests.
+pub(crate) fn config(me: &str, peer: &str, preferred: bool) -> EngineConfig {
+    EngineConfig {
+        me: NodeName::new(me).unwrap(),
+        peer: NodeName::new(peer).unwrap(),
+        preferred,
+        lock_timeout: Millis(20_000),
+        collision_timeout: Millis(2_500),
+        monitor_interval: Millis(2_000),
+        margin: Millis(2_000),
+        max_io: Millis(1_000),
+        stop_budget: Millis(12_000),
+        resources: vec![
+            spec("drbd", ResourceKind::Drbd),
+            spec("fs", ResourceKind::Filesystem),
+            spec("ip", ResourceKind::Address),
+            spec("db", ResourceKind::Service),
+        ],
+        migration_threshold: 3,
+        failure_timeout: Some(Millis(60_000)),
+        fence_levels: 2,
+        fence_delay: Millis(8_000),
+        start_delay: Millis(2_000),
+        retry_interval: Millis(3_000),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum LeaseIo {
+    Read {
+        sample: u64,
+        done: u64,
+        seen: Option<LockBlock>,
+        fail: bool,
+    },
+    Write {
+        land: u64,
+        done: u64,
+        block: LockBlock,
+        fail: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct AgentCall {
+    res: ResId,
+    op: Op,
+    done: u64,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FenceCall {
+    level: u8,
+    done: u64,
+    ok: bool,
+}
+
+#[derive(Debug)]
+struct Node {
+    eng: Engine,
+    up: bool,
+    restart_at: u64,
+    /// ground truth: resource really up (pessimistic: set when a start is
+    /// issued, cleared when a stop completes or the node loses power)
+    started: Vec<bool>,
+    /// a resource that died under its monitor
+    dead_res: Vec<bool>,
+    lease_io: Option<LeaseIo>,
+    agent: Option<AgentCall>,
+    fence: Option<FenceCall>,
+    /// local clock = offset + real * rate_ppm / 1e6
+    offset: u64,
+    rate_ppm: u64,
+    /// last peer status delivered, and the pending one
+    view: PeerStatus,
+    pending_view: Option<(u64, PeerStatus)>,
+    /// last time a packet from the peer arrived
+    heard: Option<u64>,
+}
+
+/// Fault windows and one-shot faults of a run.
+#[derive(Debug, Clone, Default)]
+struct Faults {
+    /// (from, to): interconnect cut
+    cuts: Vec<(u64, u64)>,
+    /// (node, from, to, kind): 0 slow, 1 failing, 2 hung (very slow)
+    disk: Vec<(usize, u64, u64, u8)>,
+    /// (node, at): power loss
+    crashes: Vec<(usize, u64)>,
+    /// node whose fence device (of the *other* node) is broken: levels broken
+    fence_broken: [u8; 2],
+    /// percentage of agent ops that fail / hang
+    agent_fail_pct: u64,
+    agent_hang_pct: u64,
+    stop_fail_pct: u64,
+    /// (node, at, res): a resource dies
+    res_deaths: Vec<(usize, u64, ResId)>,
+    /// (node, at, request)
+    requests: Vec<(usize, u64, Request)>,
+    /// last fault time
+    quiet_at: u64,
+}
+
+/// Figures of one run.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RunStats {
+    pub(crate) events: u64,
+    pub(crate) failovers: u64,
+    pub(crate) faults: u64,
+    pub(crate) fences: u64,
+    pub(crate) self_fences: u64,
+}
+
+pub(crate) struct Sim {
+    rng: Rng,
+    t: u64,
+    nodes: Vec<Node>,
+    disk: LockBlock,
+    faults: Faults,
+    pub(crate) stats: RunStats,
+    last_runner: Option<usize>,
+    trace: Vec<String>,
+    keep_trace: bool,
+}
+
+impl Sim {
+    pub(crate) fn new(seed: u64, keep_trace: bool) -> Self {
+        let mut rng = Rng::new(seed);
+        let mk = |rng: &mut Rng, me: &str, peer: &str, pref: bool| Node {
+            eng: Engine::new(config(me, peer, pref), Millis(0)),
+            up: true,
+            restart_at: 0,
+            started: vec![false; 4],
+            dead_res: vec![false; 4],
+            lease_io: None,
+            agent: None,
+            fence: None,
+            offset: rng.below(10_000),
+            rate_ppm: rng.range(990_000, 1_010_001),
+            view: PeerStatus {
+                alive: false,
+                active: true,
+                eligible: false,
+            },
+            pending_view: None,
+            heard: None,
+        };
+        let a = mk(&mut rng, "alpha", "beta", true);
+        let b = mk(&mut rng, "beta", "alpha", false);
+        let faults = Self::draw_faults(&mut rng);
+        let mut s = Self {
+            rng,
+            t: 0,
+            nodes: vec![a, b],
+            disk: LockBlock::fresh(),
+            stats: RunStats {
+                faults: faults.count(),
+                ..RunStats::default()
+            },
+            faults,
+            last_runner: None,
+            trace: Vec::new(),
+            keep_trace,
+        };
+        for i in 0..2 {
+            let v = DrbdView {
+                local: Disk::UpToDate,
+                peer: Disk::UpToDate,
+            };
+            s.input(i, Input::Drbd(v));
+        }
+        s
+    }
+
+    fn draw_faults(rng: &mut Rng) -> Faults {
+        let horizon = 240_000;
+        let mut f = Faults::default();
+        for _ in 0..rng.below(3) {
+            let a = rng.below(horizon);
+            f.cuts.push((a, a + rng.range(500, 60_000)));
+        }
+        for _ in 0..rng.below(3) {
+            let a = rng.below(horizon);
+            let kind = u8::try_from(rng.below(3)).unwrap_or(0);
+            let node = usize::from(rng.chance(50));
+            f.disk.push((node, a, a + rng.range(1_000, 40_000), kind));
+            if rng.chance(25) {
+                f.disk
+                    .push((1 - node, a, a + rng.range(1_000, 40_000), kind));
+            }
+        }
+        for _ in 0..rng.below(3) {
+            f.crashes
+                .push((usize::from(rng.chance(50)), rng.below(horizon)));
+        }
+        for n in 0..2 {
+            f.fence_broken[n] = if rng.chance(20) {
+                u8::try_from(rng.range(1, 3)).unwrap_or(1)
+            } else {
+                0
+            };
+        }
+        f.agent_fail_pct = if rng.chance(30) { rng.below(8) } else { 0 };
+        f.agent_hang_pct = if rng.chance(20) { rng.below(4) } else { 0 };
+        f.stop_fail_pct = if rng.chance(15) { rng.below(5) } else { 0 };
+        for _ in 0..rng.below(3) {
+            f.res_deaths.push((
+                usize::from(rng.chance(50)),
+                rng.below(horizon),
+                usize::try_from(rng.below(4)).unwrap_or(0),
+            ));
+        }
+        for _ in 0..rng.below(4) {
+            let node = usize::from(rng.chance(50));
+            let at = rng.below(horizon);
+            let req = match rng.below(6) {
+                0 => Request::Standby(true),
+                1 => Request::Standby(false),
+                2 => Request::Move {
+                    to: Side::Peer,
+                    until: Some(Millis(at + rng.range(5_000, 60_000))),
+                },
+                3 => Request::Move {
+                    to: Side::Me,
+                    until: None,
+                },
+                4 => Request::Unmove,
+                _ => Request::Cleanup(None),
+            };
+            f.requests.push((node, at, req));
+        }
+        let ends = f
+            .cuts
+            .iter()
+            .map(|c| c.1)
+            .chain(f.disk.iter().map(|d| d.2))
+            .chain(f.crashes.iter().map(|c| c.1 + 30_000))
+            .chain(f.res_deaths.iter().map(|d| d.1))
+            .chain(f.requests.iter().map(|r| r.1));
+        f.quiet_at = ends.max().unwrap_or(0);
+        f
+    }
+
+    fn local(&self, i: usize) -> Millis {
+        let n = &self.nodes[i];
+        Millis(n.offset + self.t * n.rate_ppm / 1_000_000)
+    }
+
+    /// Real time at which node `i`'s local clock reads `l` (rounded down).
+    fn real_of(&self, i: usize, l: Millis) -> u64 {
+        let n = &self.nodes[i];
+        l.0.saturating_sub(n.offset) * 1_000_000 / n.rate_ppm
+    }
+
+    fn link_up(&self) -> bool {
+        !self
+            .faults
+            .cuts
+            .iter()
+            .any(|&(a, b)| self.t >= a && self.t < b)
+    }
+
+    fn disk_fault(&self, i: usize) -> Option<u8> {
+        self.faults
+            .disk
+            .iter()
+            .find(|d| d.0 == i && self.t >= d.1 && self.t < d.2)
+            .map(|d| d.3)
+    }
+
+    fn log(&mut self, s: String) {
+        if self.keep_trace {
+            self.trace.push(format!("{:>7} {s}", self.t));
+        }
+    }
+
+    fn input(&mut self, i: usize, inp: Input) {
+        if !self.nodes[i].up {
+            return;
+        }
+        let now = self.local(i);
+        self.log(format!("n{i} <- {inp:?}"));
+        self.stats.events += 1;
+        let acts = self.nodes[i].eng.step(now, inp);
+        for a in acts {
+            self.action(i, a);
+        }
+    }
+
+    fn io_latency(&mut self, i: usize) -> (u64, bool) {
+        match self.disk_fault(i) {
+            Some(0) => (self.rng.range(100, 3_000), false),
+            Some(1) => (self.rng.range(1, 50), true),
+            Some(_) => (self.rng.range(5_000, 30_000), false),
+            None => (self.rng.range(1, 40), false),
+        }
+    }
+
+    fn action(&mut self, i: usize, a: Action) {
+        self.log(format!("n{i} -> {a:?}"));
+        match a {
+            Action::ReadLease => {
+                let (lat, fail) = self.io_latency(i);
+                let sample = self.t + self.rng.below(lat);
+                self.nodes[i].lease_io = Some(LeaseIo::Read {
+                    sample,
+                    done: self.t + lat,
+                    seen: None,
+                    fail,
+                });
+            }
+            Action::WriteLease(block) => {
+                let (lat, fail) = self.io_latency(i);
+                let land = self.t + self.rng.below(lat);
+                self.nodes[i].lease_io = Some(LeaseIo::Write {
+                    land,
+                    done: self.t + lat,
+                    block,
+                    fail,
+                });
+            }
+            Action::RunAgent { res, op, timeout } => {
+                let n_fail = self.faults.agent_fail_pct;
+                let n_hang = self.faults.agent_hang_pct;
+                let (lat, outcome) = match op {
+                    Op::Stop | Op::Demote if self.rng.chance(self.faults.stop_fail_pct) => {
+                        (self.rng.range(10, 500), Outcome::Failed(FailClass::Soft))
+                    }
+                    Op::Stop | Op::Demote => (self.rng.range(10, 2_000), Outcome::Ok),
+                    _ if self.rng.chance(n_hang) => (timeout.0, Outcome::Failed(FailClass::Soft)),
+                    _ if self.rng.chance(n_fail) => {
+                        let class = if self.rng.chance(80) {
+                            FailClass::Soft
+                        } else {
+                            FailClass::Hard
+                        };
+                        (self.rng.range(10, 1_000), Outcome::Failed(class))
+                    }
+                    Op::Monitor if self.nodes[i].dead_res[res] => {
+                        (self.rng.range(5, 200), Outcome::NotRunning)
+                    }
+                    _ => (self.rng.range(10, 1_500), Outcome::Ok),
+                };
+                if matches!(op, Op::Start | Op::Promote) {
+                    // invariant 4: start only with a fresh lease (checked in check())
+                    let e = &self.nodes[i].eng;
+                    let now = self.local(i);
+                    let v = e.lease_valid_until();
+                    let cfg = e.config();
+                    let fresh = v.is_some_and(|v| {
+                        let w = v.plus(cfg.margin).minus(cfg.lock_timeout);
+                        now <= w.plus(cfg.monitor_interval).plus(cfg.max_io) && now < v
+                    });
+                    assert!(
+                        fresh,
+                        "n{i} starts {op} of {res} without a fresh lease (valid_until {v:?}, now {now:?})"
+                    );
+                    self.nodes[i].started[res] = true;
+                    self.nodes[i].dead_res[res] = false;
+                }
+                self.nodes[i].agent = Some(AgentCall {
+                    res,
+                    op,
+                    done: self.t + lat,
+                    outcome,
+                });
+            }
+            Action::Fence { level } => {
+                self.stats.fences += 1;
+                let broken = self.faults.fence_broken[i] >= level;
+                let lat = self.rng.range(200, 3_000);
+                self.nodes[i].fence = Some(FenceCall {
+                    level,
+                    done: self.t + lat,
+                    ok: !broken,
+                });
+            }
+            Action::SelfFence => {
+                self.stats.self_fences += 1;
+                let d = self.rng.range(5_000, 30_000);
+                self.power_off(i, d);
+            }
+            Action::Log(_) => {}
+        }
+    }
+
+    fn power_off(&mut self, i: usize, down_for: u64) {
+        self.log(format!("n{i} POWER OFF"));
+        let n = &mut self.nodes[i];
+        n.up = false;
+        n.restart_at = self.t + down_for;
+        n.started.iter_mut().for_each(|s| *s = false);
+        n.agent = None;
+        n.fence = None;
+        // a write already submitted may still land; reads are gone
+        if matches!(n.lease_io, Some(LeaseIo::Read { .. })) {
+            n.lease_io = None;
+        }
+        n.pending_view = None;
+    }
+
+    fn power_on(&mut self, i: usize) {
+        self.log(format!("n{i} POWER ON"));
+        let now = self.local(i);
+        let (me, peer, pref) = if i == 0 {
+            ("alpha", "beta", true)
+        } else {
+            ("beta", "alpha", false)
+        };
+        let n = &mut self.nodes[i];
+        n.up = true;
+        n.eng = Engine::new(config(me, peer, pref), now);
+        n.view = PeerStatus {
+            alive: false,
+            active: true,
+            eligible: false,
+        };
+        n.heard = None;
+        n.dead_res.iter_mut().for_each(|d| *d = false);
+        let v = DrbdView {
+            local: Disk::UpToDate,
+            peer: Disk::UpToDate,
+        };
+        self.input(i, Input::Drbd(v));
+    }
+
+    /// The next time something happens.
+    fn next_time(&self) -> Option<u64> {
+        let mut ts: Vec<u64> = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.up {
+                ts.push(n.restart_at);
+            } else if let Some(w) = n.eng.next_wake() {
+                ts.push(self.real_of(i, w) + 1);
+            }
+            match &n.lease_io {
+                Some(LeaseIo::Read {
+                    sample, done, seen, ..
+                }) => {
+                    if seen.is_none() {
+                        ts.push(*sample);
+                    }
+                    ts.push(*done);
+                }
+                Some(LeaseIo::Write { land, done, .. }) => {
+                    if *land != u64::MAX {
+                        ts.push(*land);
+                    }
+                    ts.push(*done);
+                }
+                None => {}
+            }
+            ts.extend(n.agent.as_ref().map(|a| a.done));
+            ts.extend(n.fence.map(|f| f.done));
+            ts.extend(n.pending_view.map(|p| p.0));
+            if let Some(h) = n.heard {
+                ts.push(h + DEADTIME);
+            }
+        }
+        for f in &self.faults.cuts {
+            ts.extend([f.0, f.1]);
+        }
+        for d in &self.faults.disk {
+            ts.extend([d.1, d.2]);
+        }
+        ts.extend(self.faults.crashes.iter().map(|c| c.1));
+        ts.extend(self.faults.res_deaths.iter().map(|d| d.1));
+        ts.extend(self.faults.requests.iter().map(|r| r.1));
+        // heartbeats: while the link is up, each node hears the other periodically
+        ts.push((self.t / 200 + 1) * 200);
+        ts.into_iter().filter(|&x| x > self.t).min()
+    }
+
+    fn run_until(&mut self, end: u64) -> Result<(), String> {
+        while self.t < end {
+            let Some(next) = self.next_time() else { break };
+            self.t = next.min(end);
+            self.tick()?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), String> {
+        let t = self.t;
+        // scheduled faults
+        let crashes: Vec<usize> = self
+            .faults
+            .crashes
+            .iter()
+            .filter(|c| c.1 == t)
+            .map(|c| c.0)
+            .collect();
+        for i in crashes {
+            if self.nodes[i].up {
+                let d = self.rng.range(2_000, 30_000);
+                self.power_off(i, d);
+            }
+        }
+        let deaths: Vec<(usize, ResId)> = self
+            .faults
+            .res_deaths
+            .iter()
+            .filter(|d| d.1 == t)
+            .map(|d| (d.0, d.2))
+            .collect();
+        for (i, r) in deaths {
+            if self.nodes[i].started[r] {
+                self.nodes[i].dead_res[r] = true;
+            }
+        }
+        let reqs: Vec<(usize, Request)> = self
+            .faults
+            .requests
+            .iter()
+            .filter(|r| r.1 == t)
+            .map(|r| (r.0, r.2.clone()))
+            .collect();
+        for (i, mut r) in reqs {
+            if let Request::Move { until: Some(u), to } = r {
+                r = Request::Move {
+                    to,
+                    until: Some(Millis(self.local(i).0 + (u.0 - t))),
+                };
+            }
+            self.input(i, Input::Operator(r));
+        }
+        for i in 0..2 {
+            if !self.nodes[i].up && self.nodes[i].restart_at <= t {
+                self.power_on(i);
+            }
+        }
+        // lease I/O
+        for i in 0..2 {
+            let mut done_input = None;
+            let disk = self.disk.clone();
+            match &mut self.nodes[i].lease_io {
+                Some(LeaseIo::Read {
+                    sample,
+                    done,
+                    seen,
+                    fail,
+                }) => {
+                    if seen.is_none() && t >= *sample {
+                        *seen = Some(disk.clone());
+                    }
+                    if t >= *done {
+                        done_input = Some(Input::LeaseRead(if *fail {
+                            Err(IoFailure::io("EIO"))
+                        } else {
+                            Ok(seen.clone().unwrap_or(disk))
+                        }));
+                    }
+                }
+                Some(LeaseIo::Write {
+                    land,
+                    done,
+                    block,
+                    fail,
+                }) => {
+                    if *land != u64::MAX && t >= *land {
+                        if !*fail {
+                            self.disk = block.clone();
+                        }
+                        *land = u64::MAX;
+                    }
+                    if t >= *done {
+                        done_input = Some(Input::LeaseWritten(if *fail {
+                            Err(IoFailure::io("EIO"))
+                        } else {
+                            Ok(())
+                        }));
+                    }
+                }
+                None => {}
+            }
+            if let Some(inp) = done_input {
+                self.nodes[i].lease_io = None;
+                self.input(i, inp);
+            }
+        }
+        // agents and fencing
+        for i in 0..2 {
+            if let Some(a) = self.nodes[i].agent.clone() {
+                if t >= a.done && self.nodes[i].up {
+                    self.nodes[i].agent = None;
+                    if matches!(a.op, Op::Stop | Op::Demote) && a.outcome == Outcome::Ok {
+                        self.nodes[i].started[a.res] = false;
+                    }
+                    self.input(
+                        i,
+                        Input::AgentDone {
+                            res: a.res,
+                            op: a.op,
+                            outcome: a.outcome,
+                        },
+                    );
+                }
+            }
+            if let Some(f) = self.nodes[i].fence {
+                if t >= f.done && self.nodes[i].up {
+                    self.nodes[i].fence = None;
+                    if f.ok && self.nodes[1 - i].up {
+                        let d = self.rng.range(5_000, 40_000);
+                        self.power_off(1 - i, d);
+                    }
+                    self.input(
+                        i,
+                        Input::FenceDone {
+                            level: f.level,
+                            ok: f.ok,
+                        },
+                    );
+                }
+            }
+        }
+        // membership and summaries
+        let link = self.link_up();
+        for i in 0..2 {
+            let p = 1 - i;
+            if !self.nodes[i].up {
+                continue;
+            }
+            if link && self.nodes[p].up && t % 200 == 0 {
+                self.nodes[i].heard = Some(t);
+                let s = self.nodes[p].eng.summary(self.local(p));
+                let st = PeerStatus {
+                    alive: true,
+                    active: s.active,
+                    eligible: s.eligible,
+                };
+                if st != self.nodes[i].view && self.nodes[i].pending_view.is_none() {
+                    let at = t + self.rng.range(1, HB_DELAY);
+                    self.nodes[i].pending_view = Some((at, st));
+                }
+            }
+            if let Some((at, st)) = self.nodes[i].pending_view {
+                if t >= at {
+                    self.nodes[i].pending_view = None;
+                    self.nodes[i].view = st;
+                    self.input(i, Input::Peer(st));
+                }
+            }
+            if let Some(h) = self.nodes[i].heard {
+                if t >= h + DEADTIME && self.nodes[i].view.alive {
+                    let st = PeerStatus {
+                        alive: false,
+                        ..self.nodes[i].view
+                    };
+                    self.nodes[i].view = st;
+                    self.nodes[i].heard = None;
+                    self.nodes[i].pending_view = None;
+                    self.input(i, Input::Peer(st));
+                }
+            }
+        }
+        // timers
+        for i in 0..2 {
+            if self.nodes[i].up {
+                if let Some(w) = self.nodes[i].eng.next_wake() {
+                    if self.local(i) >= w {
+                        self.input(i, Input::Tick);
+                    }
+                }
+            }
+        }
+        self.check()
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        let up: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| n.started.iter().any(|&s| s))
+            .collect();
+        if up[0] && up[1] {
+            return Err(format!(
+                "both nodes have resources up: {:?} / {:?}",
+                self.nodes[0].started, self.nodes[1].started
+            ));
+        }
+        let mut holds = [false; 2];
+        for i in 0..2 {
+            let n = &self.nodes[i];
+            if !n.up {
+                continue;
+            }
+            let valid = n.eng.lease_valid_until().map(|v| self.real_of(i, v));
+            holds[i] = valid.is_some_and(|v| self.t < v);
+            if up[i] && !holds[i] {
+                return Err(format!(
+                    "n{i} has {:?} up without a valid lease (valid until {valid:?})",
+                    n.started
+                ));
+            }
+        }
+        if holds[0] && holds[1] {
+            return Err(format!("both nodes hold the lease; disk {:?}", self.disk));
+        }
+        for i in 0..2 {
+            if self.nodes[i].started.iter().all(|&s| s) && self.last_runner != Some(i) {
+                if self.last_runner.is_some() {
+                    self.stats.failovers += 1;
+                }
+                self.last_runner = Some(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the fault phase, then a quiet phase that must converge.
+    pub(crate) fn run(&mut self) -> Result<(), String> {
+        let quiet = self.faults.quiet_at;
+        self.run_until(quiet + 1)?;
+        // faults over: the operator cleans up failures and standby, as after an incident
+        for i in 0..2 {
+            self.input(i, Input::Operator(Request::Cleanup(None)));
+            self.input(i, Input::Operator(Request::Standby(false)));
+            self.input(i, Input::Operator(Request::Unmove));
+        }
+        self.faults.agent_fail_pct = 0;
+        self.faults.agent_hang_pct = 0;
+        self.faults.stop_fail_pct = 0;
+        // converged: one node runs everything, and stays so for 20 s
+        let deadline = self.t + 150_000;
+        let mut stable = 0;
+        let mut running = Vec::new();
+        while self.t < deadline && stable < 4 {
+            let step_end = self.t + 5_000;
+            self.run_until(step_end)?;
+            let now: Vec<usize> = (0..2)
+                .filter(|&i| self.nodes[i].up && self.nodes[i].started.iter().all(|&s| s))
+                .collect();
+            stable = if now.len() == 1 && now == running {
+                stable + 1
+            } else {
+                0
+            };
+            running = now;
+        }
+        if stable < 4 {
+            return Err(format!(
+                "no convergence 150 s after the last fault: phases {:?} / {:?}, up {:?} / {:?}",
+                self.nodes[0].eng.phase(),
+                self.nodes[1].eng.phase(),
+                self.nodes[0].started,
+                self.nodes[1].started
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn trace_tail(&self, n: usize) -> String {
+        let mut s = String::new();
+        for l in self.trace.iter().rev().take(n).rev() {
+            let _ = writeln!(s, "{l}");
+        }
+        s
+    }
+}
+
+impl Faults {
+    fn count(&self) -> u64 {
+        (self.cuts.len()
+            + self.disk.len()
+            + self.crashes.len()
+            + self.res_deaths.len()
+            + self.requests.len()) as u64
+            + u64::from(self.fence_broken[0] + self.fence_broken[1])
+            + u64::from(self.agent_fail_pct + self.agent_hang_pct + self.stop_fail_pct > 0)
+    }
+}
+
+fn run_one(seed: u64) -> Result<RunStats, String> {
+    let mut sim = Sim::new(seed, false);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
+    let e = match r {
+        Ok(Ok(())) => return Ok(sim.stats),
+        Ok(Err(e)) => e,
+        Err(p) => format!(
+            "panic: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default()
+        ),
+    };
+    let mut again = Sim::new(seed, true);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| again.run()));
+    Err(format!(
+        "seed {seed}: {e}\nreproduce: HAPAIR_SIM_SEED={seed} cargo test -p hapair --lib \
+         sim::tests::one_seed -- --nocapture\nlast events:\n{}",
+        again.trace_tail(60)
+    ))
+}
+
+/// Runs `count` seeds from `first` on every core; returns the totals, or the
+/// failure of the lowest failing seed with a trace of its last events.
+pub(crate) fn run_seeds(first: u64, count: u64) -> Result<RunStats, String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let results: Vec<Result<RunStats, (u64, String)>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                sc.spawn(move || {
+                    let mut total = RunStats::default();
+                    let mut seed = first + k;
+                    while seed < first + count {
+                        match run_one(seed) {
+                            Ok(s) => {
+                                total.events += s.events;
+                                total.failovers += s.failovers;
+                                total.faults += s.faults;
+                                total.fences += s.fences;
+                                total.self_fences += s.self_fences;
+                            }
+                            Err(e) => return Err((seed, e)),
+                        }
+                        seed += threads;
+                    }
+                    Ok(total)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err((0, "thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut total = RunStats::default();
+    let mut worst: Option<(u64, String)> = None;
+    for r in results {
+        match r {
+            Ok(s) => {
+                total.events += s.events;
+                total.failovers += s.failovers;
+                total.faults += s.faults;
+                total.fences += s.fences;
+                total.self_fences += s.self_fences;
+            }
+            Err((seed, e)) => {
+                if worst.as_ref().is_none_or(|w| seed < w.0) {
+                    worst = Some((seed, e));
+                }
+            }
+        }
+    }
+    match worst {
+        Some((_, e)) => Err(e),
+        None => Ok(total),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_u64(name: &str, default: u64) -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    #[test]
+    fn many_schedules_keep_the_invariants_and_converge() {
+        let count = env_u64("HAPAIR_SIM_SCHEDULES", 2_000);
+        let first = env_u64("HAPAIR_SIM_FIRST_SEED", 1);
+        let start = std::time::Instant::now();
+        match run_seeds(first, count) {
+            Ok(s) => {
+                println!(
+                    "simulated {count} schedules (seeds {first}..{}) in {:.1}s: {} events, {} faults, {} failovers, {} fencings, {} self-fences, 0 invariant violations",
+                    first + count,
+                    start.elapsed().as_secs_f64(),
+                    s.events,
+                    s.faults,
+                    s.failovers,
+                    s.fences,
+                    s.self_fences
+                );
+                assert!(
+                    s.failovers > count / 20,
+                    "too few failovers exercised: {}",
+                    s.failovers
+                );
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn one_seed() {
+        let seed = env_u64("HAPAIR_SIM_SEED", 42);
+        let mut sim = Sim::new(seed, true);
+        let r = sim.run();
+        if std::env::var("HAPAIR_SIM_SEED").is_ok() {
+            println!("{}", sim.trace_tail(400));
+        }
+        r.unwrap();
+    }
+}
