@@ -131,6 +131,14 @@ struct Node {
     started: Vec<bool>,
     /// a resource that died under its monitor
     dead_res: Vec<bool>,
+    /// DRBD model: the newest acknowledged write this node's disk holds,
+    /// its disk state, and whether it knows its peer to be outdated
+    data: u64,
+    disk: Disk,
+    knows_peer_outdated: bool,
+    /// a resync in progress ends then
+    sync_until: Option<u64>,
+    drbd_sent: Option<DrbdView>,
     lease_io: Option<LeaseIo>,
     agent: Option<AgentCall>,
     fence: Option<FenceCall>,
@@ -149,6 +157,8 @@ struct Node {
 struct Faults {
     /// (from, to): interconnect cut
     cuts: Vec<(u64, u64)>,
+    /// (from, to): DRBD replication link cut (the heartbeat links stay up)
+    repl_cuts: Vec<(u64, u64)>,
     /// (node, from, to, kind): 0 slow, 1 failing, 2 hung (very slow)
     disk: Vec<(usize, u64, u64, u8)>,
     /// (node, at): power loss
@@ -185,6 +195,8 @@ pub(crate) struct Sim {
     faults: Faults,
     pub(crate) stats: RunStats,
     last_runner: Option<usize>,
+    /// newest acknowledged write (DRBD model)
+    acked: u64,
     trace: Vec<String>,
     keep_trace: bool,
 }
@@ -198,6 +210,11 @@ impl Sim {
             restart_at: 0,
             started: vec![false; 4],
             dead_res: vec![false; 4],
+            data: 0,
+            disk: Disk::UpToDate,
+            knows_peer_outdated: false,
+            sync_until: None,
+            drbd_sent: None,
             lease_io: None,
             agent: None,
             fence: None,
@@ -225,16 +242,11 @@ impl Sim {
             },
             faults,
             last_runner: None,
+            acked: 0,
             trace: Vec::new(),
             keep_trace,
         };
-        for i in 0..2 {
-            let v = DrbdView {
-                local: Disk::UpToDate,
-                peer: Disk::UpToDate,
-            };
-            s.input(i, Input::Drbd(v));
-        }
+        s.drbd_tick();
         s
     }
 
@@ -295,10 +307,15 @@ impl Sim {
             };
             f.requests.push((node, at, req));
         }
+        for _ in 0..rng.below(3) {
+            let a = rng.below(horizon);
+            f.repl_cuts.push((a, a + rng.range(1_000, 60_000)));
+        }
         let ends = f
             .cuts
             .iter()
             .map(|c| c.1)
+            .chain(f.repl_cuts.iter().map(|c| c.1))
             .chain(f.disk.iter().map(|d| d.2))
             .chain(f.crashes.iter().map(|c| c.1 + 30_000))
             .chain(f.res_deaths.iter().map(|d| d.1))
@@ -423,6 +440,15 @@ impl Sim {
                     );
                     self.nodes[i].started[res] = true;
                     self.nodes[i].dead_res[res] = false;
+                    // invariant 5: every acknowledged write survives a failover
+                    assert!(
+                        self.nodes[i].data >= self.acked,
+                        "n{i} runs {op} of {res} on a disk missing acknowledged writes \
+                         (has {}, acked {}, disk {:?})",
+                        self.nodes[i].data,
+                        self.acked,
+                        self.nodes[i].disk
+                    );
                 }
                 self.nodes[i].agent = Some(AgentCall {
                     res,
@@ -483,11 +509,16 @@ impl Sim {
         };
         n.heard = None;
         n.dead_res.iter_mut().for_each(|d| *d = false);
-        let v = DrbdView {
-            local: Disk::UpToDate,
-            peer: Disk::UpToDate,
+        // DRBD attaches: Outdated stays Outdated; otherwise Consistent, or
+        // UpToDate when its metadata says the peer is outdated
+        n.disk = match n.disk {
+            Disk::Outdated | Disk::Inconsistent => n.disk,
+            _ if n.knows_peer_outdated => Disk::UpToDate,
+            _ => Disk::Consistent,
         };
-        self.input(i, Input::Drbd(v));
+        n.sync_until = None;
+        n.drbd_sent = None;
+        self.drbd_tick();
     }
 
     /// The next time something happens.
@@ -679,6 +710,7 @@ impl Sim {
                 }
             }
         }
+        self.drbd_tick();
         // membership and summaries
         let link = self.link_up();
         for i in 0..2 {
@@ -730,6 +762,92 @@ impl Sim {
             }
         }
         self.check()
+    }
+
+    fn repl_up(&self) -> bool {
+        self.nodes[0].up
+            && self.nodes[1].up
+            && !self
+                .faults
+                .repl_cuts
+                .iter()
+                .any(|&(a, b)| self.t >= a && self.t < b)
+    }
+
+    /// DRBD, as a model: the node running the stack acknowledges writes;
+    /// a connected UpToDate peer gets each one (protocol C), a disconnected
+    /// peer is marked Outdated first (fence-peer); a reconnected peer resyncs.
+    fn drbd_tick(&mut self) {
+        let repl = self.repl_up();
+        for i in 0..2 {
+            let p = 1 - i;
+            let n = &self.nodes[i];
+            if n.up && n.started.iter().all(|&s| s) && self.rng.chance(30) {
+                self.acked += 1;
+                self.nodes[i].data = self.acked;
+                if repl && self.nodes[p].disk == Disk::UpToDate {
+                    self.nodes[p].data = self.acked;
+                } else if self.nodes[p].data < self.acked {
+                    self.nodes[p].disk = Disk::Outdated;
+                    self.nodes[i].knows_peer_outdated = true;
+                }
+            }
+        }
+        if repl {
+            let (hi, lo) = if self.nodes[0].data >= self.nodes[1].data {
+                (0, 1)
+            } else {
+                (1, 0)
+            };
+            let behind = self.nodes[lo].data < self.nodes[hi].data;
+            let good = |d: Disk| matches!(d, Disk::UpToDate | Disk::Consistent);
+            if behind || !good(self.nodes[lo].disk) || !good(self.nodes[hi].disk) {
+                match self.nodes[lo].sync_until {
+                    None => {
+                        self.nodes[lo].disk = Disk::Inconsistent;
+                        self.nodes[lo].sync_until = Some(self.t + 2_000);
+                    }
+                    Some(u) if self.t >= u => {
+                        self.nodes[lo].data = self.nodes[hi].data;
+                        for k in [lo, hi] {
+                            self.nodes[k].disk = Disk::UpToDate;
+                            self.nodes[k].sync_until = None;
+                            self.nodes[k].knows_peer_outdated = false;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            } else {
+                for k in [lo, hi] {
+                    self.nodes[k].disk = Disk::UpToDate;
+                }
+            }
+        } else {
+            // a sync cut short leaves its target Inconsistent until it resumes
+            for n in &mut self.nodes {
+                n.sync_until = None;
+            }
+        }
+        for i in 0..2 {
+            if !self.nodes[i].up {
+                continue;
+            }
+            let peer = if repl {
+                self.nodes[1 - i].disk
+            } else if self.nodes[i].knows_peer_outdated {
+                Disk::Outdated
+            } else {
+                Disk::Unknown
+            };
+            let v = DrbdView {
+                local: self.nodes[i].disk,
+                peer,
+            };
+            if self.nodes[i].drbd_sent != Some(v) {
+                self.nodes[i].drbd_sent = Some(v);
+                self.input(i, Input::Drbd(v));
+            }
+        }
     }
 
     fn check(&mut self) -> Result<(), String> {
@@ -827,6 +945,7 @@ impl Sim {
 impl Faults {
     fn count(&self) -> u64 {
         (self.cuts.len()
+            + self.repl_cuts.len()
             + self.disk.len()
             + self.crashes.len()
             + self.res_deaths.len()

@@ -31,7 +31,11 @@ use super::*;
 
 fn lock(status: &str, count: &str, name: &str) -> LockBlock {
     LockBlock {
-        status: if status == "l" { Status::Locked } else { Status::Unlocked },
+        status: if status == "l" {
+            Status::Locked
+        } else {
+            Status::Unlocked
+        },
         count: count.parse().expect("count"),
         nodename: NodeName::new(name).expect("name"),
     }
@@ -66,7 +70,10 @@ fn parse_input(w: &[&str]) -> Input {
             active: *b == "active",
             eligible: *c == "eligible",
         }),
-        ["drbd", l, p] => Input::Drbd(DrbdView { local: disk(l), peer: disk(p) }),
+        ["drbd", l, p] => Input::Drbd(DrbdView {
+            local: disk(l),
+            peer: disk(p),
+        }),
         ["lease-read", "err"] => Input::LeaseRead(Err(IoFailure::io("EIO"))),
         ["lease-read", s, c, n] => Input::LeaseRead(Ok(lock(s, c, n))),
         ["lease-read", s, c] => Input::LeaseRead(Ok(lock(s, c, ""))),
@@ -84,7 +91,10 @@ fn parse_input(w: &[&str]) -> Input {
                 _ => panic!("outcome {res}"),
             },
         },
-        ["fence", l, r] => Input::FenceDone { level: l.parse().expect("level"), ok: *r == "ok" },
+        ["fence", l, r] => Input::FenceDone {
+            level: l.parse().expect("level"),
+            ok: *r == "ok",
+        },
         ["health", h] => Input::Health(*h == "ok"),
         ["standby", v] => Input::Operator(Request::Standby(*v == "on")),
         ["move", to] | ["move", to, _] => Input::Operator(Request::Move {
