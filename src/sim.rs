@@ -197,12 +197,19 @@ pub(crate) struct Sim {
     last_runner: Option<usize>,
     /// newest acknowledged write (DRBD model)
     acked: u64,
+    /// an invariant broken inside an action, reported by the next check
+    violation: Option<String>,
     trace: Vec<String>,
     keep_trace: bool,
 }
 
 impl Sim {
     pub(crate) fn new(seed: u64, keep_trace: bool) -> Self {
+        Self::with_faults(seed, keep_trace, None)
+    }
+
+    /// As `new`, with the seed's faults replaced (to shrink a failure).
+    fn with_faults(seed: u64, keep_trace: bool, faults: Option<Faults>) -> Self {
         let mut rng = Rng::new(seed);
         let mk = |rng: &mut Rng, me: &str, peer: &str, pref: bool| Node {
             eng: Engine::new(config(me, peer, pref), Millis(0)),
@@ -230,7 +237,8 @@ impl Sim {
         };
         let a = mk(&mut rng, "alpha", "beta", true);
         let b = mk(&mut rng, "beta", "alpha", false);
-        let faults = Self::draw_faults(&mut rng);
+        let drawn = Self::draw_faults(&mut rng);
+        let faults = faults.unwrap_or(drawn);
         let mut s = Self {
             rng,
             t: 0,
@@ -243,6 +251,7 @@ impl Sim {
             faults,
             last_runner: None,
             acked: 0,
+            violation: None,
             trace: Vec::new(),
             keep_trace,
         };
@@ -434,21 +443,23 @@ impl Sim {
                         let w = v.plus(cfg.margin).minus(cfg.lock_timeout);
                         now <= w.plus(cfg.monitor_interval).plus(cfg.max_io) && now < v
                     });
-                    assert!(
-                        fresh,
-                        "n{i} starts {op} of {res} without a fresh lease (valid_until {v:?}, now {now:?})"
-                    );
+                    if !fresh {
+                        self.violation.get_or_insert(format!(
+                            "n{i} starts {op} of {res} without a fresh lease (valid_until {v:?}, now {now:?})"
+                        ));
+                    }
                     self.nodes[i].started[res] = true;
                     self.nodes[i].dead_res[res] = false;
                     // invariant 5: every acknowledged write survives a failover
-                    assert!(
-                        self.nodes[i].data >= self.acked,
-                        "n{i} runs {op} of {res} on a disk missing acknowledged writes \
-                         (has {}, acked {}, disk {:?})",
-                        self.nodes[i].data,
-                        self.acked,
-                        self.nodes[i].disk
-                    );
+                    if self.nodes[i].data < self.acked {
+                        let n = &self.nodes[i];
+                        let msg = format!(
+                            "n{i} runs {op} of {res} on a disk missing acknowledged writes \
+                             (has {}, acked {}, disk {:?})",
+                            n.data, self.acked, n.disk
+                        );
+                        self.violation.get_or_insert(msg);
+                    }
                 }
                 self.nodes[i].agent = Some(AgentCall {
                     res,
@@ -851,6 +862,9 @@ impl Sim {
     }
 
     fn check(&mut self) -> Result<(), String> {
+        if let Some(v) = self.violation.take() {
+            return Err(v);
+        }
         let up: Vec<bool> = self
             .nodes
             .iter()
@@ -943,6 +957,46 @@ impl Sim {
 }
 
 impl Faults {
+    /// Every fault set with one fault less.
+    fn smaller(&self) -> Vec<Faults> {
+        let mut out = Vec::new();
+        macro_rules! drop_each {
+            ($field:ident) => {
+                for i in 0..self.$field.len() {
+                    let mut f = self.clone();
+                    f.$field.remove(i);
+                    out.push(f);
+                }
+            };
+        }
+        drop_each!(cuts);
+        drop_each!(repl_cuts);
+        drop_each!(disk);
+        drop_each!(crashes);
+        drop_each!(res_deaths);
+        drop_each!(requests);
+        for n in 0..2 {
+            if self.fence_broken[n] > 0 {
+                let mut f = self.clone();
+                f.fence_broken[n] = 0;
+                out.push(f);
+            }
+        }
+        for pick in 0..3 {
+            let mut f = self.clone();
+            let pct = match pick {
+                0 => &mut f.agent_fail_pct,
+                1 => &mut f.agent_hang_pct,
+                _ => &mut f.stop_fail_pct,
+            };
+            if *pct > 0 {
+                *pct = 0;
+                out.push(f);
+            }
+        }
+        out
+    }
+
     fn count(&self) -> u64 {
         (self.cuts.len()
             + self.repl_cuts.len()
@@ -955,26 +1009,53 @@ impl Faults {
     }
 }
 
-fn run_one(seed: u64) -> Result<RunStats, String> {
-    let mut sim = Sim::new(seed, false);
+/// Runs one schedule, turning a panic (a failed assertion) into an error.
+fn attempt(seed: u64, faults: Option<Faults>, trace: bool) -> (Sim, Result<(), String>) {
+    let mut sim = Sim::with_faults(seed, trace, faults);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
-    let e = match r {
-        Ok(Ok(())) => return Ok(sim.stats),
-        Ok(Err(e)) => e,
-        Err(p) => format!(
+    let r = match r {
+        Ok(r) => r,
+        Err(p) => Err(format!(
             "panic: {}",
             p.downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_string()))
                 .unwrap_or_default()
-        ),
+        )),
     };
-    let mut again = Sim::new(seed, true);
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| again.run()));
+    (sim, r)
+}
+
+/// Removes faults one at a time while the schedule still fails: what is
+/// left is a minimal set of faults that reproduces the failure.
+fn shrink(seed: u64, faults: Faults) -> Faults {
+    let mut best = faults;
+    loop {
+        let mut progressed = false;
+        for cand in best.smaller() {
+            if attempt(seed, Some(cand.clone()), false).1.is_err() {
+                best = cand;
+                progressed = true;
+                break;
+            }
+        }
+        if !progressed {
+            return best;
+        }
+    }
+}
+
+fn run_one(seed: u64) -> Result<RunStats, String> {
+    let (sim, r) = attempt(seed, None, false);
+    let Err(e) = r else { return Ok(sim.stats) };
+    let minimal = shrink(seed, sim.faults.clone());
+    let (again, r2) = attempt(seed, Some(minimal.clone()), true);
     Err(format!(
-        "seed {seed}: {e}\nreproduce: HAPAIR_SIM_SEED={seed} cargo test -p hapair --lib \
-         sim::tests::one_seed -- --nocapture\nlast events:\n{}",
-        again.trace_tail(60)
+        "seed {seed}: {e}\nminimal faults that still fail ({}): {minimal:#?}\n\
+         reproduce: HAPAIR_SIM_SEED={seed} cargo test -p hapair --lib sim::tests::one_seed \
+         -- --nocapture\nlast events of the minimal schedule:\n{}",
+        r2.err().unwrap_or_default(),
+        again.trace_tail(80)
     ))
 }
 

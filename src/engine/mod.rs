@@ -131,6 +131,9 @@ pub struct Engine {
     lease: Option<Lease>,
     /// Earliest time to try the lease again.
     retry_at: Millis,
+    /// When an idle node wants to look again (None: only an input can change
+    /// its mind).
+    idle_wake: Option<Millis>,
     peer: PeerStatus,
     /// When the peer was last seen alive (or the engine started).
     peer_since: Millis,
@@ -176,6 +179,7 @@ impl Engine {
             idle_since: now,
             lease: None,
             retry_at: now,
+            idle_wake: Some(now),
             peer: NO_PEER,
             peer_since: now,
             peer_fenced: false,
@@ -246,7 +250,7 @@ impl Engine {
             }
         }
         if self.phase == Phase::Idle {
-            w.push(self.retry_at);
+            w.extend(self.idle_wake);
         }
         if self.phase == Phase::Running && self.op.is_none() && !self.maintenance {
             w.extend(self.next_monitor.iter().copied());
@@ -670,7 +674,12 @@ impl Engine {
     }
 
     fn idle(&mut self, now: Millis, out: &mut Vec<Action>) {
-        if now < self.retry_at || !self.eligible(now) {
+        if now < self.retry_at {
+            self.idle_wake = Some(self.retry_at);
+            return;
+        }
+        self.idle_wake = None;
+        if !self.eligible(now) {
             return;
         }
         if self.peer.alive {
@@ -678,7 +687,9 @@ impl Engine {
                 return;
             }
             let wait = self.peer.eligible && !self.preferred_here(now);
-            if wait && now < self.idle_since.plus(self.cfg.start_delay) {
+            let start = self.idle_since.plus(self.cfg.start_delay);
+            if wait && now < start {
+                self.idle_wake = Some(start);
                 return;
             }
         }
