@@ -6,8 +6,10 @@
 //! seen dead `deadtime` after its last packet, alive again after a packet),
 //! agents (success, failure, hang until timeout, a resource dying under its
 //! monitor, a stop that fails), fence devices (working, broken, slow),
-//! crashes and restarts, per-node clock rates, and operator requests, all
-//! drawn from one seed. Time jumps from event to event.
+//! crashes and restarts, per-node clock rates, daemon freezes (its timers
+//! fire late: a clock jump as the engine sees it; the watchdog reboots the
+//! node when the freeze lasts too long), DRBD replication cuts and resyncs,
+//! and operator requests, all drawn from one seed. Time jumps from event to event.
 //!
 //! After every event it checks, against the ground truth of what is really
 //! promoted, mounted and started:
@@ -51,6 +53,10 @@ impl Rng {
 
 const DEADTIME: u64 = 1_000;
 const HB_DELAY: u64 = 30;
+/// The node's watchdog (systemd WatchdogSec / a hardware watchdog): it must
+/// fire well before a peer may take the lease (lock_timeout - margin -
+/// monitor_interval = 16 s here).
+const WATCHDOG: u64 = 5_000;
 
 fn spec(name: &str, kind: ResourceKind) -> ResourceSpec {
     ResourceSpec {
@@ -131,6 +137,8 @@ struct Node {
     started: Vec<bool>,
     /// a resource that died under its monitor
     dead_res: Vec<bool>,
+    /// the daemon is frozen (SIGSTOP, starvation) until then
+    paused_until: u64,
     /// DRBD model: the newest acknowledged write this node's disk holds,
     /// its disk state, and whether it knows its peer to be outdated
     data: u64,
@@ -163,6 +171,10 @@ struct Faults {
     disk: Vec<(usize, u64, u64, u8)>,
     /// (node, at): power loss
     crashes: Vec<(usize, u64)>,
+    /// (node, at, duration): the daemon freezes; its timers fire late when it
+    /// resumes (a clock jump as the engine sees it). The watchdog reboots the
+    /// node when the freeze outlasts WATCHDOG.
+    pauses: Vec<(usize, u64, u64)>,
     /// node whose fence device (of the *other* node) is broken: levels broken
     fence_broken: [u8; 2],
     /// percentage of agent ops that fail / hang
@@ -197,6 +209,8 @@ pub(crate) struct Sim {
     last_runner: Option<usize>,
     /// newest acknowledged write (DRBD model)
     acked: u64,
+    /// when the watchdog reboots a frozen node
+    watchdog_at: [Option<u64>; 2],
     /// an invariant broken inside an action, reported by the next check
     violation: Option<String>,
     trace: Vec<String>,
@@ -217,6 +231,7 @@ impl Sim {
             restart_at: 0,
             started: vec![false; 4],
             dead_res: vec![false; 4],
+            paused_until: 0,
             data: 0,
             disk: Disk::UpToDate,
             knows_peer_outdated: false,
@@ -251,6 +266,7 @@ impl Sim {
             faults,
             last_runner: None,
             acked: 0,
+            watchdog_at: [None; 2],
             violation: None,
             trace: Vec::new(),
             keep_trace,
@@ -320,11 +336,17 @@ impl Sim {
             let a = rng.below(horizon);
             f.repl_cuts.push((a, a + rng.range(1_000, 60_000)));
         }
+        for _ in 0..rng.below(2) {
+            let node = usize::from(rng.chance(50));
+            f.pauses
+                .push((node, rng.below(horizon), rng.range(100, 15_000)));
+        }
         let ends = f
             .cuts
             .iter()
             .map(|c| c.1)
             .chain(f.repl_cuts.iter().map(|c| c.1))
+            .chain(f.pauses.iter().map(|p| p.1 + p.2 + 30_000))
             .chain(f.disk.iter().map(|d| d.2))
             .chain(f.crashes.iter().map(|c| c.1 + 30_000))
             .chain(f.res_deaths.iter().map(|d| d.1))
@@ -366,8 +388,12 @@ impl Sim {
         }
     }
 
+    fn paused(&self, i: usize) -> bool {
+        self.t < self.nodes[i].paused_until
+    }
+
     fn input(&mut self, i: usize, inp: Input) {
-        if !self.nodes[i].up {
+        if !self.nodes[i].up || self.paused(i) {
             return;
         }
         let now = self.local(i);
@@ -572,6 +598,10 @@ impl Sim {
             ts.extend([d.1, d.2]);
         }
         ts.extend(self.faults.crashes.iter().map(|c| c.1));
+        for p in &self.faults.pauses {
+            ts.extend([p.1, p.1 + p.2]);
+        }
+        ts.extend(self.watchdog_at.iter().flatten().copied());
         ts.extend(self.faults.res_deaths.iter().map(|d| d.1));
         ts.extend(self.faults.requests.iter().map(|r| r.1));
         // heartbeats: while the link is up, each node hears the other periodically
@@ -637,8 +667,37 @@ impl Sim {
                 self.power_on(i);
             }
         }
-        // lease I/O
+        // daemon freezes; the watchdog reboots a node frozen too long
+        let pauses: Vec<(usize, u64)> = self
+            .faults
+            .pauses
+            .iter()
+            .filter(|p| p.1 == t)
+            .map(|p| (p.0, p.2))
+            .collect();
+        for (i, d) in pauses {
+            if self.nodes[i].up {
+                self.log(format!("n{i} FROZEN for {d} ms"));
+                self.nodes[i].paused_until = t + d;
+                if d > WATCHDOG {
+                    self.watchdog_at[i] = Some(t + WATCHDOG);
+                }
+            }
+        }
         for i in 0..2 {
+            if self.watchdog_at[i].is_some_and(|w| t >= w) {
+                self.watchdog_at[i] = None;
+                if self.nodes[i].up {
+                    self.log(format!("n{i} WATCHDOG"));
+                    let d = self.rng.range(5_000, 30_000);
+                    self.power_off(i, d);
+                    self.nodes[i].paused_until = 0;
+                }
+            }
+        }
+        // lease I/O (a frozen daemon collects completions when it resumes)
+        for i in 0..2 {
+            let frozen = self.paused(i);
             let mut done_input = None;
             let disk = self.disk.clone();
             match &mut self.nodes[i].lease_io {
@@ -651,7 +710,7 @@ impl Sim {
                     if seen.is_none() && t >= *sample {
                         *seen = Some(disk.clone());
                     }
-                    if t >= *done {
+                    if t >= *done && !frozen {
                         done_input = Some(Input::LeaseRead(if *fail {
                             Err(IoFailure::io("EIO"))
                         } else {
@@ -671,7 +730,7 @@ impl Sim {
                         }
                         *land = u64::MAX;
                     }
-                    if t >= *done {
+                    if t >= *done && !frozen {
                         done_input = Some(Input::LeaseWritten(if *fail {
                             Err(IoFailure::io("EIO"))
                         } else {
@@ -688,6 +747,9 @@ impl Sim {
         }
         // agents and fencing
         for i in 0..2 {
+            if self.paused(i) {
+                continue;
+            }
             if let Some(a) = self.nodes[i].agent.clone() {
                 if t >= a.done && self.nodes[i].up {
                     self.nodes[i].agent = None;
@@ -729,7 +791,7 @@ impl Sim {
             if !self.nodes[i].up {
                 continue;
             }
-            if link && self.nodes[p].up && t % 200 == 0 {
+            if link && self.nodes[p].up && !self.paused(p) && t % 200 == 0 {
                 self.nodes[i].heard = Some(t);
                 let s = self.nodes[p].eng.summary(self.local(p));
                 let st = PeerStatus {
@@ -743,7 +805,7 @@ impl Sim {
                 }
             }
             if let Some((at, st)) = self.nodes[i].pending_view {
-                if t >= at {
+                if t >= at && !self.paused(i) {
                     self.nodes[i].pending_view = None;
                     self.nodes[i].view = st;
                     self.input(i, Input::Peer(st));
@@ -764,7 +826,7 @@ impl Sim {
         }
         // timers
         for i in 0..2 {
-            if self.nodes[i].up {
+            if self.nodes[i].up && !self.paused(i) {
                 if let Some(w) = self.nodes[i].eng.next_wake() {
                     if self.local(i) >= w {
                         self.input(i, Input::Tick);
@@ -840,8 +902,8 @@ impl Sim {
             }
         }
         for i in 0..2 {
-            if !self.nodes[i].up {
-                continue;
+            if !self.nodes[i].up || self.paused(i) {
+                continue; // sent once the daemon can take it
             }
             let peer = if repl {
                 self.nodes[1 - i].disk
@@ -973,6 +1035,7 @@ impl Faults {
         drop_each!(repl_cuts);
         drop_each!(disk);
         drop_each!(crashes);
+        drop_each!(pauses);
         drop_each!(res_deaths);
         drop_each!(requests);
         for n in 0..2 {
@@ -1002,6 +1065,7 @@ impl Faults {
             + self.repl_cuts.len()
             + self.disk.len()
             + self.crashes.len()
+            + self.pauses.len()
             + self.res_deaths.len()
             + self.requests.len()) as u64
             + u64::from(self.fence_broken[0] + self.fence_broken[1])
@@ -1131,7 +1195,7 @@ mod tests {
 
     #[test]
     fn many_schedules_keep_the_invariants_and_converge() {
-        let count = env_u64("HAPAIR_SIM_SCHEDULES", 2_000);
+        let count = env_u64("HAPAIR_SIM_SCHEDULES", 500);
         let first = env_u64("HAPAIR_SIM_FIRST_SEED", 1);
         let start = std::time::Instant::now();
         match run_seeds(first, count) {
