@@ -164,7 +164,14 @@ struct Node {
 #[derive(Debug, Clone, Default)]
 struct Faults {
     /// (from, to): interconnect cut
-    cuts: Vec<(u64, u64)>,
+    cuts: Vec<(u64, u64, usize)>,
+    /// heartbeat loss percentage per link (0..=30)
+    loss: [u64; 2],
+    /// (node, at): the node's DRBD backing disk fails (until it is replaced
+    /// at its next boot, then resynced)
+    disk_failures: Vec<(usize, u64)>,
+    /// percentage of fence calls that hang until the fence timeout
+    fence_hang_pct: u64,
     /// (from, to): DRBD replication link cut (the heartbeat links stay up)
     repl_cuts: Vec<(u64, u64)>,
     /// (node, from, to, kind): 0 slow, 1 failing, 2 hung (very slow)
@@ -278,10 +285,20 @@ impl Sim {
     fn draw_faults(rng: &mut Rng) -> Faults {
         let horizon = 240_000;
         let mut f = Faults::default();
-        for _ in 0..rng.below(3) {
+        // interconnect: two links, each cut on its own (link 2 = both)
+        for _ in 0..rng.below(4) {
             let a = rng.below(horizon);
-            f.cuts.push((a, a + rng.range(500, 60_000)));
+            let which = usize::try_from(rng.below(3)).unwrap_or(2);
+            f.cuts.push((a, a + rng.range(500, 60_000), which));
         }
+        for l in &mut f.loss {
+            *l = if rng.chance(30) { rng.below(31) } else { 0 };
+        }
+        if rng.chance(15) {
+            f.disk_failures
+                .push((usize::from(rng.chance(50)), rng.below(horizon)));
+        }
+        f.fence_hang_pct = if rng.chance(10) { rng.range(10, 60) } else { 0 };
         for _ in 0..rng.below(3) {
             let a = rng.below(horizon);
             let kind = u8::try_from(rng.below(3)).unwrap_or(0);
@@ -346,6 +363,7 @@ impl Sim {
             .iter()
             .map(|c| c.1)
             .chain(f.repl_cuts.iter().map(|c| c.1))
+            .chain(f.disk_failures.iter().map(|d| d.1 + 60_000))
             .chain(f.pauses.iter().map(|p| p.1 + p.2 + 30_000))
             .chain(f.disk.iter().map(|d| d.2))
             .chain(f.crashes.iter().map(|c| c.1 + 30_000))
@@ -366,12 +384,14 @@ impl Sim {
         l.0.saturating_sub(n.offset) * 1_000_000 / n.rate_ppm
     }
 
-    fn link_up(&self) -> bool {
+    /// Is heartbeat link `l` (0 or 1) up?
+    fn link_up(&self, l: usize) -> bool {
         !self
             .faults
             .cuts
             .iter()
-            .any(|&(a, b)| self.t >= a && self.t < b)
+            .filter(|c| c.2 == l || c.2 == 2)
+            .any(|&(a, b, _)| self.t >= a && self.t < b)
     }
 
     fn disk_fault(&self, i: usize) -> Option<u8> {
@@ -496,8 +516,13 @@ impl Sim {
             }
             Action::Fence { level } => {
                 self.stats.fences += 1;
-                let broken = self.faults.fence_broken[i] >= level;
-                let lat = self.rng.range(200, 3_000);
+                let mut broken = self.faults.fence_broken[i] >= level;
+                let mut lat = self.rng.range(200, 3_000);
+                if self.rng.chance(self.faults.fence_hang_pct) {
+                    // the device does not answer: the call times out, failed
+                    lat = 60_000;
+                    broken = true;
+                }
                 self.nodes[i].fence = Some(FenceCall {
                     level,
                     done: self.t + lat,
@@ -549,6 +574,11 @@ impl Sim {
         // DRBD attaches: Outdated stays Outdated; otherwise Consistent, or
         // UpToDate when its metadata says the peer is outdated
         n.disk = match n.disk {
+            Disk::Unknown => {
+                // the failed backing disk was replaced: empty, needs a full sync
+                n.data = 0;
+                Disk::Inconsistent
+            }
             Disk::Outdated | Disk::Inconsistent => n.disk,
             _ if n.knows_peer_outdated => Disk::UpToDate,
             _ => Disk::Consistent,
@@ -560,53 +590,71 @@ impl Sim {
 
     /// The next time something happens.
     fn next_time(&self) -> Option<u64> {
-        let mut ts: Vec<u64> = Vec::new();
+        let now = self.t;
+        let mut best: Option<u64> = None;
+        let mut at = |x: u64| {
+            if x > now && best.is_none_or(|b| x < b) {
+                best = Some(x);
+            }
+        };
         for (i, n) in self.nodes.iter().enumerate() {
             if !n.up {
-                ts.push(n.restart_at);
+                at(n.restart_at);
             } else if let Some(w) = n.eng.next_wake() {
-                ts.push(self.real_of(i, w) + 1);
+                at(self.real_of(i, w) + 1);
             }
             match &n.lease_io {
                 Some(LeaseIo::Read {
                     sample, done, seen, ..
                 }) => {
                     if seen.is_none() {
-                        ts.push(*sample);
+                        at(*sample);
                     }
-                    ts.push(*done);
+                    at(*done);
                 }
                 Some(LeaseIo::Write { land, done, .. }) => {
                     if *land != u64::MAX {
-                        ts.push(*land);
+                        at(*land);
                     }
-                    ts.push(*done);
+                    at(*done);
                 }
                 None => {}
             }
-            ts.extend(n.agent.as_ref().map(|a| a.done));
-            ts.extend(n.fence.map(|f| f.done));
-            ts.extend(n.pending_view.map(|p| p.0));
+            n.agent
+                .as_ref()
+                .map(|a| a.done)
+                .into_iter()
+                .for_each(&mut at);
+            n.fence.map(|f| f.done).into_iter().for_each(&mut at);
+            n.pending_view.map(|p| p.0).into_iter().for_each(&mut at);
             if let Some(h) = n.heard {
-                ts.push(h + DEADTIME);
+                at(h + DEADTIME);
             }
         }
         for f in &self.faults.cuts {
-            ts.extend([f.0, f.1]);
+            at(f.0);
+            at(f.1);
         }
+        self.faults
+            .disk_failures
+            .iter()
+            .map(|d| d.1)
+            .for_each(&mut at);
         for d in &self.faults.disk {
-            ts.extend([d.1, d.2]);
+            at(d.1);
+            at(d.2);
         }
-        ts.extend(self.faults.crashes.iter().map(|c| c.1));
+        self.faults.crashes.iter().map(|c| c.1).for_each(&mut at);
         for p in &self.faults.pauses {
-            ts.extend([p.1, p.1 + p.2]);
+            at(p.1);
+            at(p.1 + p.2);
         }
-        ts.extend(self.watchdog_at.iter().flatten().copied());
-        ts.extend(self.faults.res_deaths.iter().map(|d| d.1));
-        ts.extend(self.faults.requests.iter().map(|r| r.1));
+        self.watchdog_at.iter().flatten().copied().for_each(&mut at);
+        self.faults.res_deaths.iter().map(|d| d.1).for_each(&mut at);
+        self.faults.requests.iter().map(|r| r.1).for_each(&mut at);
         // heartbeats: while the link is up, each node hears the other periodically
-        ts.push((self.t / 200 + 1) * 200);
-        ts.into_iter().filter(|&x| x > self.t).min()
+        at((self.t / 200 + 1) * 200);
+        best
     }
 
     fn run_until(&mut self, end: u64) -> Result<(), String> {
@@ -785,13 +833,21 @@ impl Sim {
         }
         self.drbd_tick();
         // membership and summaries
-        let link = self.link_up();
         for i in 0..2 {
             let p = 1 - i;
             if !self.nodes[i].up {
                 continue;
             }
-            if link && self.nodes[p].up && !self.paused(p) && t % 200 == 0 {
+            // a heartbeat every 200 ms on each link, lost on a cut link or at
+            // the link's loss rate; one packet on any link keeps the peer alive
+            let mut got = false;
+            if self.nodes[p].up && !self.paused(p) && t % 200 == 0 {
+                for l in 0..2 {
+                    let lost = self.rng.chance(self.faults.loss[l]);
+                    got |= self.link_up(l) && !lost;
+                }
+            }
+            if got {
                 self.nodes[i].heard = Some(t);
                 let s = self.nodes[p].eng.summary(self.local(p));
                 let st = PeerStatus {
@@ -851,22 +907,58 @@ impl Sim {
     /// a connected UpToDate peer gets each one (protocol C), a disconnected
     /// peer is marked Outdated first (fence-peer); a reconnected peer resyncs.
     fn drbd_tick(&mut self) {
+        let t = self.t;
+        let failing: Vec<usize> = self
+            .faults
+            .disk_failures
+            .iter()
+            .filter(|d| d.1 == t)
+            .map(|d| d.0)
+            .collect();
+        for i in failing {
+            // only a single fault: the peer must hold a current copy, or the
+            // acknowledged writes would be gone with the disk whatever we do
+            let p = 1 - i;
+            let peer_current = self.repl_up() && self.nodes[p].disk == Disk::UpToDate;
+            if self.nodes[i].up && peer_current {
+                self.log(format!("n{i} DRBD BACKING DISK FAILED"));
+                self.nodes[i].disk = Disk::Unknown; // detached: Diskless
+                self.nodes[i].sync_until = None;
+            }
+        }
         let repl = self.repl_up();
         for i in 0..2 {
             let p = 1 - i;
             let n = &self.nodes[i];
-            if n.up && n.started.iter().all(|&s| s) && self.rng.chance(30) {
+            if n.up && !self.paused(i) && n.started.iter().all(|&s| s) && self.rng.chance(30) {
+                let diskless = n.disk == Disk::Unknown;
+                let peer_ok = repl && self.nodes[p].disk == Disk::UpToDate;
+                if diskless && !peer_ok {
+                    continue; // no access to data: the write fails, not acknowledged
+                }
                 self.acked += 1;
-                self.nodes[i].data = self.acked;
-                if repl && self.nodes[p].disk == Disk::UpToDate {
+                if !diskless {
+                    self.nodes[i].data = self.acked;
+                }
+                if peer_ok {
                     self.nodes[p].data = self.acked;
-                } else if self.nodes[p].data < self.acked {
+                } else if self.nodes[p].data < self.acked && self.nodes[p].disk != Disk::Unknown {
+                    // (a diskless peer has no disk to mark)
                     self.nodes[p].disk = Disk::Outdated;
                     self.nodes[i].knows_peer_outdated = true;
                 }
             }
         }
-        if repl {
+        let diskless = self.nodes.iter().any(|n| n.disk == Disk::Unknown);
+        if repl && diskless {
+            // connected to a diskless peer, a Consistent disk is the only copy
+            // of the data: DRBD makes it UpToDate
+            for n in &mut self.nodes {
+                if n.disk == Disk::Consistent {
+                    n.disk = Disk::UpToDate;
+                }
+            }
+        } else if repl {
             let (hi, lo) = if self.nodes[0].data >= self.nodes[1].data {
                 (0, 1)
             } else {
@@ -874,7 +966,9 @@ impl Sim {
             };
             let behind = self.nodes[lo].data < self.nodes[hi].data;
             let good = |d: Disk| matches!(d, Disk::UpToDate | Disk::Consistent);
-            if behind || !good(self.nodes[lo].disk) || !good(self.nodes[hi].disk) {
+            if !good(self.nodes[hi].disk) {
+                // no node has good data to sync from: stays as is (operator)
+            } else if behind || !good(self.nodes[lo].disk) {
                 match self.nodes[lo].sync_until {
                     None => {
                         self.nodes[lo].disk = Disk::Inconsistent;
@@ -971,15 +1065,23 @@ impl Sim {
     pub(crate) fn run(&mut self) -> Result<(), String> {
         let quiet = self.faults.quiet_at;
         self.run_until(quiet + 1)?;
-        // faults over: the operator cleans up failures and standby, as after an incident
+        // faults over; operations already under way finish with the outcome
+        // they were given (the longest timeout is 5 s, a hung fence 60 s)
+        self.faults.agent_fail_pct = 0;
+        self.faults.agent_hang_pct = 0;
+        self.faults.stop_fail_pct = 0;
+        self.faults.fence_hang_pct = 0;
+        self.run_until(quiet + 61_000)?;
+        // the operator cleans up after the incident: failures, standby,
+        // moves, and a failed DRBD backing disk is replaced (node rebooted)
         for i in 0..2 {
             self.input(i, Input::Operator(Request::Cleanup(None)));
             self.input(i, Input::Operator(Request::Standby(false)));
             self.input(i, Input::Operator(Request::Unmove));
+            if self.nodes[i].up && self.nodes[i].disk == Disk::Unknown {
+                self.power_off(i, 3_000);
+            }
         }
-        self.faults.agent_fail_pct = 0;
-        self.faults.agent_hang_pct = 0;
-        self.faults.stop_fail_pct = 0;
         // converged: one node runs everything, and stays so for 20 s
         let deadline = self.t + 150_000;
         let mut stable = 0;
@@ -1032,6 +1134,19 @@ impl Faults {
             };
         }
         drop_each!(cuts);
+        drop_each!(disk_failures);
+        for l in 0..2 {
+            if self.loss[l] > 0 {
+                let mut f = self.clone();
+                f.loss[l] = 0;
+                out.push(f);
+            }
+        }
+        if self.fence_hang_pct > 0 {
+            let mut f = self.clone();
+            f.fence_hang_pct = 0;
+            out.push(f);
+        }
         drop_each!(repl_cuts);
         drop_each!(disk);
         drop_each!(crashes);
@@ -1065,6 +1180,9 @@ impl Faults {
             + self.repl_cuts.len()
             + self.disk.len()
             + self.crashes.len()
+            + self.disk_failures.len()
+            + usize::from(self.loss.iter().any(|&l| l > 0))
+            + usize::from(self.fence_hang_pct > 0)
             + self.pauses.len()
             + self.res_deaths.len()
             + self.requests.len()) as u64
@@ -1074,8 +1192,9 @@ impl Faults {
 }
 
 /// Runs one schedule, turning a panic (a failed assertion) into an error.
-fn attempt(seed: u64, faults: Option<Faults>, trace: bool) -> (Sim, Result<(), String>) {
+fn attempt(seed: u64, faults: Option<Faults>, trace: bool) -> (Sim, Faults, Result<(), String>) {
     let mut sim = Sim::with_faults(seed, trace, faults);
+    let drawn = sim.faults.clone(); // run() clears some of them for its quiet phase
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
     let r = match r {
         Ok(r) => r,
@@ -1087,17 +1206,32 @@ fn attempt(seed: u64, faults: Option<Faults>, trace: bool) -> (Sim, Result<(), S
                 .unwrap_or_default()
         )),
     };
-    (sim, r)
+    (sim, drawn, r)
+}
+
+/// The kind of a failure: its words without numbers or node names, so a
+/// shrunk schedule must fail the same way.
+fn kind(e: &str) -> String {
+    e.split_whitespace()
+        .take(8)
+        .filter(|w| !w.chars().any(|c| c.is_ascii_digit()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Removes faults one at a time while the schedule still fails: what is
 /// left is a minimal set of faults that reproduces the failure.
-fn shrink(seed: u64, faults: Faults) -> Faults {
+fn shrink(seed: u64, faults: Faults, error: &str) -> Faults {
+    let want = kind(error);
     let mut best = faults;
     loop {
         let mut progressed = false;
         for cand in best.smaller() {
-            if attempt(seed, Some(cand.clone()), false).1.is_err() {
+            let same = attempt(seed, Some(cand.clone()), false)
+                .2
+                .err()
+                .is_some_and(|e| kind(&e) == want);
+            if same {
                 best = cand;
                 progressed = true;
                 break;
@@ -1110,10 +1244,10 @@ fn shrink(seed: u64, faults: Faults) -> Faults {
 }
 
 fn run_one(seed: u64) -> Result<RunStats, String> {
-    let (sim, r) = attempt(seed, None, false);
+    let (sim, drawn, r) = attempt(seed, None, false);
     let Err(e) = r else { return Ok(sim.stats) };
-    let minimal = shrink(seed, sim.faults.clone());
-    let (again, r2) = attempt(seed, Some(minimal.clone()), true);
+    let minimal = shrink(seed, drawn, &e);
+    let (again, _, r2) = attempt(seed, Some(minimal.clone()), true);
     Err(format!(
         "seed {seed}: {e}\nminimal faults that still fail ({}): {minimal:#?}\n\
          reproduce: HAPAIR_SIM_SEED={seed} cargo test -p hapair --lib sim::tests::one_seed \
