@@ -3,6 +3,7 @@
 //! subcommands arrive with their issues.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod demo;
 
 use std::process::ExitCode;
@@ -19,6 +20,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Run, list and describe resource agents (ocf:PROVIDER:TYPE, lsb:NAME,
+    /// systemd:UNIT) exactly as the daemon runs them.
+    #[command(subcommand)]
+    Agent(agent::AgentCmd),
     /// Show the sfex lease working end to end on a scratch loop device:
     /// init, status, lock, a second node refused, release, crash and stale
     /// takeover, unlock, dump; then clean up. Needs root and loop devices.
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
             sector_size,
             lock_timeout,
         } => demo::run(sector_size, lock_timeout),
+        Cmd::Agent(cmd) => return agent::main(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
