@@ -1,7 +1,14 @@
 //! hapair: storage high availability for two-node pairs.
+//!
+//! The library half of the `hapair` package. Modules:
+//! (each issue adds its own; see architecture.md for the layout)
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod engine;
+pub mod keys;
+pub mod membership;
+pub mod proto;
+pub mod runtime;
 #[cfg(test)]
 mod sim;

@@ -5,6 +5,7 @@
 
 mod agent;
 mod demo;
+mod heartbeat_cli;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,13 @@ enum Cmd {
     /// systemd:UNIT) exactly as the daemon runs them.
     #[command(subcommand)]
     Agent(agent::AgentCmd),
+    /// Run one heartbeat node in the foreground (debugging, lab
+    /// measurements): prints membership events as JSON lines until
+    /// SIGINT/SIGTERM, then the final counters.
+    Heartbeat(heartbeat_cli::HeartbeatArgs),
+    /// Generate the heartbeat key file, or rotate its keys (--add,
+    /// --activate, --retire).
+    Keygen(heartbeat_cli::KeygenArgs),
     /// Show the sfex lease working end to end on a scratch loop device:
     /// init, status, lock, a second node refused, release, crash and stale
     /// takeover, unlock, dump; then clean up. Needs root and loop devices.
@@ -55,6 +63,8 @@ fn main() -> ExitCode {
             lock_timeout,
         } => demo::run(sector_size, lock_timeout),
         Cmd::Agent(cmd) => return agent::main(cmd),
+        Cmd::Heartbeat(args) => heartbeat_cli::heartbeat(args),
+        Cmd::Keygen(args) => heartbeat_cli::keygen(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
