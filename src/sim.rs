@@ -669,14 +669,7 @@ impl Sim {
     fn tick(&mut self) -> Result<(), String> {
         let t = self.t;
         // scheduled faults
-        let crashes: Vec<usize> = self
-            .faults
-            .crashes
-            .iter()
-            .filter(|c| c.1 == t)
-            .map(|c| c.0)
-            .collect();
-        for i in crashes {
+        for i in due(&self.faults.crashes, t) {
             if self.nodes[i].up {
                 let d = self.rng.range(2_000, 30_000);
                 self.power_off(i, d);
@@ -908,14 +901,7 @@ impl Sim {
     /// peer is marked Outdated first (fence-peer); a reconnected peer resyncs.
     fn drbd_tick(&mut self) {
         let t = self.t;
-        let failing: Vec<usize> = self
-            .faults
-            .disk_failures
-            .iter()
-            .filter(|d| d.1 == t)
-            .map(|d| d.0)
-            .collect();
-        for i in failing {
+        for i in due(&self.faults.disk_failures, t) {
             // only a single fault: the peer must hold a current copy, or the
             // acknowledged writes would be gone with the disk whatever we do
             let p = 1 - i;
@@ -1189,6 +1175,11 @@ impl Faults {
             + u64::from(self.fence_broken[0] + self.fence_broken[1])
             + u64::from(self.agent_fail_pct + self.agent_hang_pct + self.stop_fail_pct > 0)
     }
+}
+
+/// The nodes of the (node, time) faults that happen at `t`.
+fn due(faults: &[(usize, u64)], t: u64) -> Vec<usize> {
+    faults.iter().filter(|f| f.1 == t).map(|f| f.0).collect()
 }
 
 /// Runs one schedule, turning a panic (a failed assertion) into an error.

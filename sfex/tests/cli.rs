@@ -8,46 +8,18 @@
     clippy::cast_sign_loss
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
-struct Loop {
-    dev: PathBuf,
-    _dir: tempfile::TempDir,
-}
+#[path = "support/scratch_loop.rs"]
+mod scratch_loop;
+use scratch_loop::Loop;
 
+/// Raw access for the assertions (dd and buffered writes, not our code).
 impl Loop {
-    fn new(sector: u32, size: u64, read_only: bool) -> Self {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests need root (loop devices)"
-        );
-        let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-        let file = dir.path().join("img");
-        std::fs::File::create(&file).unwrap().set_len(size).unwrap();
-        let mut cmd = Command::new("losetup");
-        cmd.args(["--find", "--show", "--sector-size", &sector.to_string()]);
-        if read_only {
-            cmd.arg("--read-only");
-        }
-        let out = cmd.arg(&file).output().expect("losetup");
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self {
-            dev: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-            _dir: dir,
-        }
-    }
-    fn path(&self) -> &Path {
-        &self.dev
-    }
     fn bytes(&self, len: usize) -> Vec<u8> {
         let out = Command::new("dd")
-            .arg(format!("if={}", self.dev.display()))
+            .arg(format!("if={}", self.path().display()))
             .args([
                 "iflag=direct",
                 "bs=512",
@@ -62,31 +34,15 @@ impl Loop {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new()
             .write(true)
-            .open(&self.dev)
+            .open(self.path())
             .unwrap();
         f.write_all_at(data, offset).unwrap();
         f.sync_all().unwrap();
         // drop the page cache so O_DIRECT readers and buffered writes agree
         let _ = Command::new("blockdev")
             .arg("--flushbufs")
-            .arg(&self.dev)
+            .arg(self.path())
             .status();
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        for _ in 0..20 {
-            if Command::new("losetup")
-                .arg("-d")
-                .arg(&self.dev)
-                .status()
-                .is_ok_and(|s| s.success())
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 

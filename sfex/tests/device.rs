@@ -9,7 +9,7 @@
     clippy::cast_sign_loss
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,57 +19,11 @@ use sfex::holder::Holder;
 use sfex::lease::{self, Event, Millis};
 use sfex::ops;
 
+#[path = "support/scratch_loop.rs"]
+mod scratch_loop;
+use scratch_loop::Loop;
+
 const ENGINES: [EngineKind; 2] = [EngineKind::Sync, EngineKind::Uring];
-
-/// A loop device over a sparse file, detached on drop.
-struct Loop {
-    dev: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Loop {
-    fn new(sector: u32, size: u64, read_only: bool) -> Self {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests need root (loop devices)"
-        );
-        let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-        let file = dir.path().join("img");
-        std::fs::File::create(&file).unwrap().set_len(size).unwrap();
-        let mut cmd = Command::new("losetup");
-        cmd.args(["--find", "--show", "--sector-size", &sector.to_string()]);
-        if read_only {
-            cmd.arg("--read-only");
-        }
-        let out = cmd.arg(&file).output().expect("losetup");
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Self { dev, _dir: dir }
-    }
-    fn path(&self) -> &Path {
-        &self.dev
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        for _ in 0..20 {
-            if Command::new("losetup")
-                .arg("-d")
-                .arg(&self.dev)
-                .status()
-                .is_ok_and(|s| s.success())
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 fn pattern(block: usize, seed: u8) -> Vec<u8> {
     (0..block)
