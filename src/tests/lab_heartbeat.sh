@@ -16,7 +16,8 @@
 #      both nodes (so both directions), one host core kept busy, for
 #      STRESS_SECONDS: false deaths, links down/late;
 #   3. detection under the stress profile (RUNS/2 cuts).
-# Prints a summary; raw event logs stay in $LAB_DIR/node?/hb.jsonl until the
+# Prints a summary and exits non-zero when a target is missed (detection p99
+# above 1 s, or any false death under stress); raw event logs stay in $LAB_DIR/node?/hb.jsonl until the
 # lab is torn down (at exit, unless LAB_KEEP_UP=1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -107,6 +108,7 @@ for n in ("nodeA", "nodeB"):
 def pct(v, p):
     v = sorted(v)
     return v[max(1, -(-len(v) * p // 100)) - 1] if v else None
+failed = []
 stress = [int(t) for k, t in cuts if k == "window"]
 stress_end = [int(t) for k, t in cuts if k == "window-end"]
 for label in ("clean", "stress"):
@@ -120,6 +122,8 @@ for label in ("clean", "stress"):
             if d:
                 det.append(d[0] - t)
     print(f"detection ({label}): n={len(det)} p50={pct(det, 50)} p90={pct(det, 90)} p99={pct(det, 99)} max={max(det) if det else None} ms")
+    if not det or pct(det, 99) > 1000:
+        failed.append(f"detection p99 ({label}) above 1 s or not measured")
 if stress and stress_end:
     s, e = stress[0], stress_end[0]
     for n in ("nodeA", "nodeB"):
@@ -129,4 +133,13 @@ if stress and stress_end:
             kinds[x["event"]] = kinds.get(x["event"], 0) + 1
         print(f"stress {n}: {(e - s) / 1000:.0f} s, false deaths {kinds.get('peer-dead', 0)}, "
               f"links down {kinds.get('link-down', 0)}, links late {kinds.get('link-warn', 0)}")
+        if kinds.get("peer-dead", 0):
+            failed.append(f"{n}: false deaths under the stress profile")
+else:
+    failed.append("the stress window was not recorded")
+# the targets of the heartbeat issue: detection p99 <= 1 s, no false death
+for f in failed:
+    print("FAIL:", f)
+print("lab heartbeat: " + ("FAILED" if failed else "all targets met"))
+sys.exit(1 if failed else 0)
 PY
