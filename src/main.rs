@@ -5,6 +5,7 @@
 
 mod agent;
 mod demo;
+mod drbd_cli;
 mod heartbeat_cli;
 
 use std::process::ExitCode;
@@ -32,6 +33,10 @@ enum Cmd {
     /// Generate the heartbeat key file, or rotate its keys (--add,
     /// --activate, --retire).
     Keygen(heartbeat_cli::KeygenArgs),
+    /// DRBD tools: replay a saved `drbdsetup events2` stream through the
+    /// parser and state model.
+    #[command(subcommand)]
+    Drbd(drbd_cli::DrbdCmd),
     /// Show the sfex lease working end to end on a scratch loop device:
     /// init, status, lock, a second node refused, release, crash and stale
     /// takeover, unlock, dump; then clean up. Needs root and loop devices.
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Cmd::Agent(cmd) => return agent::main(cmd),
         Cmd::Heartbeat(args) => heartbeat_cli::heartbeat(args),
         Cmd::Keygen(args) => heartbeat_cli::keygen(args),
+        Cmd::Drbd(cmd) => return drbd_cli::main(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
