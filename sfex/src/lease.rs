@@ -107,14 +107,17 @@ pub enum ConfigError {
     },
     /// The holder could not renew before a contender may take over.
     #[error(
-        "monitor_interval ({monitor}) plus the safety margin ({margin}) must be shorter than \
-         lock_timeout ({lock}): a holder would lose its lease between two renewals"
+        "monitor_interval ({monitor}) plus the safety margin ({margin}) and max_io ({max_io}) \
+         must be shorter than lock_timeout ({lock}): a holder would lose its lease between \
+         two renewals"
     )]
     IntervalTooLong {
         /// monitor_interval
         monitor: Millis,
         /// margin
         margin: Millis,
+        /// max_io (0 when unbounded)
+        max_io: Millis,
         /// lock_timeout
         lock: Millis,
     },
@@ -153,6 +156,7 @@ impl Config {
             return Err(ConfigError::IntervalTooLong {
                 monitor: self.monitor_interval,
                 margin: self.margin,
+                max_io: io,
                 lock: self.lock_timeout,
             });
         }

@@ -148,6 +148,18 @@ pub fn check_index(index: u32) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Checks a lock count against `sfex_init`'s range (1..=999).
+pub fn check_numlocks(numlocks: u32) -> Result<(), OpError> {
+    if numlocks == 0 || numlocks > MAX_NUMLOCKS {
+        return Err(OpError::Range {
+            what: "numlocks",
+            value: u64::from(numlocks),
+            max: MAX_NUMLOCKS,
+        });
+    }
+    Ok(())
+}
+
 /// Opens a device and checks its control block for lock `index`, as the
 /// original tools do before anything else: magic, format, version, then
 /// index ≤ numlocks, then stored block size == logical sector size.
@@ -186,13 +198,7 @@ pub fn read_lock(dev: &mut dyn BlockIo, index: u32) -> Result<LockBlock, String>
 /// interrupted init never leaves a control block over unwritten locks.
 pub fn init(dev: &mut dyn BlockIo, path: &Path, numlocks: u32, force: bool) -> Result<(), OpError> {
     let size = dev.size_bytes();
-    if numlocks == 0 || numlocks > MAX_NUMLOCKS {
-        return Err(OpError::Range {
-            what: "numlocks",
-            value: u64::from(numlocks),
-            max: MAX_NUMLOCKS,
-        });
-    }
+    check_numlocks(numlocks)?;
     let block = dev.block_size();
     let need = format::required_size(numlocks, block);
     if need > size {

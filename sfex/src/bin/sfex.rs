@@ -282,12 +282,9 @@ fn main() -> ExitCode {
 }
 
 fn cmd_init(device: &Path, numlocks: u32, force: bool, engine: EngineKind) -> ExitCode {
-    if numlocks == 0 || numlocks > format::MAX_NUMLOCKS {
-        return fail(&OpError::Range {
-            what: "numlocks",
-            value: u64::from(numlocks),
-            max: 999,
-        });
+    // usage first, as sfex_init: exit 4 before any attempt to open (exit 3)
+    if let Err(e) = ops::check_numlocks(numlocks) {
+        return fail(&e);
     }
     let mut dev = match sfex::dev::Device::open(device, engine) {
         Ok(d) => d,
