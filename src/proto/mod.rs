@@ -37,8 +37,15 @@
 //!  40  1  link index                 |
 //!  41  1  flags (bit 0: sender sees the receiver alive; others 0)
 //!  42  1  role          43 1 lease holder      44 8 lease counter
-//!  52  1  stack state   53 1 reserved (0)      54 2 resources  56 2 running  58 2 failed
+//!  52  1  stack state   53 1 peer request      54 2 resources  56 2 running  58 2 failed
 //! ```
+//!
+//! **Peer request** (byte 53): an operator request the sender forwards to
+//! the receiver (`hapair standby beta` typed on alpha): high nibble the kind
+//! ([`RequestKind`], 0 = none), low nibble a sequence number 1..=15 that
+//! changes with each new request (0 with kind 0). The sender repeats the
+//! byte in every packet; the receiver acts once per new sequence number
+//! within one incarnation of the sender (see `runtime::daemon`).
 //!
 //! How incarnation, sequence and the echoes give replay protection without a
 //! persisted generation file is the business of [`crate::membership`]; this
@@ -85,7 +92,7 @@ const OFF_ROLE: usize = 42;
 const OFF_HOLDER: usize = 43;
 const OFF_LEASE_COUNTER: usize = 44;
 const OFF_STACK_STATE: usize = 52;
-const OFF_RESERVED: usize = 53;
+const OFF_REQUEST: usize = 53;
 const OFF_RESOURCES: usize = 54;
 const OFF_RUNNING: usize = 56;
 const OFF_FAILED: usize = 58;
@@ -313,6 +320,63 @@ pub struct NodeView {
     pub stack: StackSummary,
     /// Hash of its configuration.
     pub config: ConfigHash,
+    /// An operator request forwarded to the receiver.
+    pub request: Option<PeerRequest>,
+}
+
+wire_enum! {
+    /// What an operator asked of the receiving node, through the sender.
+    RequestKind {
+        /// No request (never sent inside a [`PeerRequest`]).
+        #[default]
+        None = 0,
+        /// Go to standby.
+        Standby = 1,
+        /// Leave standby.
+        Online = 2,
+        /// Prefer the sender: the stack moves there.
+        MoveToSender = 3,
+        /// Prefer the receiver: the stack moves there.
+        MoveToReceiver = 4,
+        /// Forget the move.
+        Unmove = 5,
+        /// The pair enters maintenance.
+        MaintenanceOn = 6,
+        /// The pair leaves maintenance.
+        MaintenanceOff = 7,
+    }
+}
+
+/// A forwarded operator request: its kind and a sequence number (1..=15)
+/// that tells a new request from the repeat of the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct PeerRequest {
+    /// What is asked.
+    pub kind: RequestKind,
+    /// 1..=15.
+    pub seq: u8,
+}
+
+impl PeerRequest {
+    /// A request; `None` for kind `None` or a sequence outside 1..=15.
+    pub fn new(kind: RequestKind, seq: u8) -> Option<PeerRequest> {
+        (kind != RequestKind::None && (1..=15).contains(&seq)).then_some(PeerRequest { kind, seq })
+    }
+
+    fn to_wire(r: Option<PeerRequest>) -> u8 {
+        r.map_or(0, |r| ((r.kind as u8) << 4) | r.seq)
+    }
+
+    fn from_wire(b: u8) -> Result<Option<PeerRequest>, DecodeError> {
+        if b == 0 {
+            return Ok(None);
+        }
+        let kind =
+            RequestKind::from_wire(b >> 4).ok_or(DecodeError::Malformed("unknown peer request"))?;
+        PeerRequest::new(kind, b & 0x0f)
+            .map(Some)
+            .ok_or(DecodeError::Malformed("bad peer request"))
+    }
 }
 
 /// Echo of one packet received from the peer.
@@ -567,7 +631,7 @@ pub fn seal(cluster: ClusterId, p: &Packet, keys: &Keyring) -> [u8; PACKET_LEN] 
     b[OFF_HOLDER] = p.view.lease.holder as u8;
     put_u64(&mut b, OFF_LEASE_COUNTER, p.view.lease.counter);
     b[OFF_STACK_STATE] = p.view.stack.state as u8;
-    b[OFF_RESERVED] = 0;
+    b[OFF_REQUEST] = PeerRequest::to_wire(p.view.request);
     put_u16(&mut b, OFF_RESOURCES, p.view.stack.resources);
     put_u16(&mut b, OFF_RUNNING, p.view.stack.running);
     put_u16(&mut b, OFF_FAILED, p.view.stack.failed);
@@ -637,9 +701,7 @@ fn decode_body(sender: NodeId, b: &[u8]) -> Result<Packet, DecodeError> {
     if flags & !FLAG_SEES_PEER != 0 {
         return Err(DecodeError::Malformed("unknown flags"));
     }
-    if b[OFF_RESERVED] != 0 {
-        return Err(DecodeError::Malformed("reserved byte set"));
-    }
+    let request = PeerRequest::from_wire(b[OFF_REQUEST])?;
     let role = Role::from_wire(b[OFF_ROLE]).ok_or(DecodeError::Malformed("unknown role"))?;
     let holder = LeaseHolder::from_wire(b[OFF_HOLDER])
         .ok_or(DecodeError::Malformed("unknown lease holder"))?;
@@ -669,6 +731,7 @@ fn decode_body(sender: NodeId, b: &[u8]) -> Result<Packet, DecodeError> {
                 failed: get_u16(b, OFF_FAILED),
             },
             config: ConfigHash(config),
+            request,
         },
     })
 }

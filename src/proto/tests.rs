@@ -48,6 +48,7 @@ fn sample() -> Packet {
                 failed: 0,
             },
             config: ConfigHash([0xab; 32]),
+            request: PeerRequest::new(RequestKind::MoveToReceiver, 7),
         },
     }
 }
@@ -59,13 +60,15 @@ fn hex(b: &[u8]) -> String {
 #[test]
 fn layout_is_fixed() {
     // The exact bytes of one packet: a change here is a protocol change and
-    // needs a new VERSION.
+    // needs a new VERSION. (Byte 53, once reserved and 0, became the peer
+    // request within version 1 before any release: a packet without a
+    // request is byte for byte what it was.)
     let b = seal(CLUSTER, &sample(), &ring(1, &[(1, 0x5a)]));
     assert_eq!(b.len(), 180);
     assert_eq!(hex(&b[..16]), "48414842010100b40102030400000007");
     assert_eq!(
         hex(&b[16..60]),
-        "1122334455667788000000000000002a000000000001e2400101040200000000000003e60300000500050000"
+        "1122334455667788000000000000002a000000000001e2400101040200000000000003e60347000500050000"
     );
     assert_eq!(
         hex(&b[60..88]),
@@ -77,7 +80,7 @@ fn layout_is_fixed() {
     // Python's hmac module from the bytes above (an independent implementation)
     assert_eq!(
         hex(&b[148..]),
-        "c0b79ce391f4508c92d9260980f9a921ce935dde176c965e880467e0cf1ebe7d"
+        "27e0e15ebc11da9e62356450404010c6af6d78f317a2c3845e348bc09caa3b81"
     );
 }
 
@@ -194,7 +197,9 @@ fn authentic_but_malformed_bodies() {
     let good = seal(CLUSTER, &sample(), &keys);
     let cases: &[(usize, u8, &str)] = &[
         (OFF_FLAGS, 0x02, "unknown flags"),
-        (OFF_RESERVED, 1, "reserved byte set"),
+        (OFF_REQUEST, 0x01, "bad peer request"),
+        (OFF_REQUEST, 0x10, "bad peer request"),
+        (OFF_REQUEST, 0x81, "unknown peer request"),
         (OFF_ROLE, 10, "unknown role"),
         (OFF_HOLDER, 5, "unknown lease holder"),
         (OFF_STACK_STATE, 7, "unknown stack state"),
@@ -325,18 +330,23 @@ fn arb_view() -> impl Strategy<Value = NodeView> {
         proptest::sample::select(StackState::ALL),
         any::<[u16; 3]>(),
         any::<[u8; 32]>(),
+        proptest::sample::select(RequestKind::ALL),
+        0u8..16,
     )
-        .prop_map(|(role, holder, counter, state, n, config)| NodeView {
-            role,
-            lease: LeaseView { holder, counter },
-            stack: StackSummary {
-                state,
-                resources: n[0],
-                running: n[1],
-                failed: n[2],
+        .prop_map(
+            |(role, holder, counter, state, n, config, kind, seq)| NodeView {
+                role,
+                lease: LeaseView { holder, counter },
+                stack: StackSummary {
+                    state,
+                    resources: n[0],
+                    running: n[1],
+                    failed: n[2],
+                },
+                config: ConfigHash(config),
+                request: PeerRequest::new(kind, seq),
             },
-            config: ConfigHash(config),
-        })
+        )
 }
 
 prop_compose! {
