@@ -344,6 +344,8 @@ wire_enum! {
         MaintenanceOn = 6,
         /// The pair leaves maintenance.
         MaintenanceOff = 7,
+        /// Clear the receiver's fail counts (all resources).
+        Cleanup = 8,
     }
 }
 
