@@ -558,6 +558,19 @@ async fn follow(
             },
         }
     }
+    // The child's last words may still be in the stderr pipe: read them
+    // (briefly: a leftover holding the pipe open is not waited for).
+    if skipped.is_none() {
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            while let Some(n) = read_some(&mut err, &mut ebuf).await {
+                for l in elines.push(&ebuf[..n]).into_iter().flatten() {
+                    tracing::warn!(generation, stderr = %l, "drbdsetup events2");
+                    last_err = l;
+                }
+            }
+        })
+        .await;
+    }
     if lines.pending() > 0 {
         counters.bad_lines.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(generation, "unterminated last events2 line dropped");
