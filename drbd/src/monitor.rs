@@ -668,3 +668,88 @@ fn handle_line(
     }
     None
 }
+
+/// Which side a resolved split brain syncs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncFrom {
+    /// `Sync from peer node`: this node's changes are discarded.
+    Peer,
+    /// `Sync from this node`: the peer's changes are discarded.
+    This,
+}
+
+/// A split brain the kernel logged (drbd.md 4.1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SplitBrain {
+    /// `Split-Brain detected, N primaries, automatically solved. Sync from
+    /// {peer|this} node` (an after-sb policy chose).
+    AutoSolved {
+        /// Primaries at detection (0, 1 or 2).
+        primaries: u32,
+        /// Sync direction.
+        sync_from: SyncFrom,
+    },
+    /// `Split-Brain detected, manually solved. Sync from … node`
+    /// (after `--discard-my-data`).
+    ManuallySolved {
+        /// Sync direction.
+        sync_from: SyncFrom,
+    },
+    /// `Split-Brain detected but unresolved, dropping connection!`: the
+    /// connection goes StandAlone; an operator must pick a victim.
+    Unresolved,
+}
+
+/// A kernel log line reporting a split brain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SplitBrainLine {
+    /// What the kernel prefixed (e.g. `drbd r0/0 drbd0 bravo` on 9,
+    /// `block drbd0` on 8.4), without a dmesg timestamp.
+    pub object: String,
+    /// What it says.
+    pub split_brain: SplitBrain,
+}
+
+/// Recognises DRBD's `Split-Brain detected…` kernel messages in a dmesg,
+/// journal or syslog line. Pure; `None` for any other line.
+pub fn split_brain_from_kernel_line(line: &str) -> Option<SplitBrainLine> {
+    const MARK: &str = "Split-Brain detected";
+    let at = line.find(MARK)?;
+    let head = line[..at].trim_end();
+    let head = head.strip_suffix(':').unwrap_or(head).trim();
+    // Drop a "[ 1234.567890] " dmesg stamp.
+    let object = match head.strip_prefix('[').and_then(|h| h.split_once(']')) {
+        Some((_, rest)) => rest.trim(),
+        None => head,
+    };
+    let rest = line[at + MARK.len()..].trim_end();
+    let sync_from = |s: &str| -> Option<SyncFrom> {
+        let s = s.trim().strip_prefix("Sync from ")?;
+        match s.trim_end_matches('.').trim() {
+            "peer node" => Some(SyncFrom::Peer),
+            "this node" => Some(SyncFrom::This),
+            _ => None,
+        }
+    };
+    let split_brain = if rest.starts_with(" but unresolved") {
+        SplitBrain::Unresolved
+    } else if let Some(r) = rest.strip_prefix(", manually solved.") {
+        SplitBrain::ManuallySolved {
+            sync_from: sync_from(r)?,
+        }
+    } else if let Some(r) = rest.strip_prefix(", ") {
+        let (n, r) = r.split_once(" primaries, automatically solved.")?;
+        SplitBrain::AutoSolved {
+            primaries: n.trim().parse().ok()?,
+            sync_from: sync_from(r)?,
+        }
+    } else {
+        return None;
+    };
+    Some(SplitBrainLine {
+        object: object.to_owned(),
+        split_brain,
+    })
+}

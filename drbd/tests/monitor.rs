@@ -544,3 +544,49 @@ async fn skipped_marker_restarts_and_missing_binary_retries() {
     assert!(mon.current().cluster().is_none());
     mon.shutdown().await;
 }
+
+#[test]
+fn split_brain_kernel_lines() {
+    use drbd::monitor::{SplitBrain, SyncFrom, split_brain_from_kernel_line as sb};
+    let l =
+        sb("[ 1234.567890] block drbd0: Split-Brain detected but unresolved, dropping connection!")
+            .unwrap();
+    assert_eq!(l.object, "block drbd0");
+    assert_eq!(l.split_brain, SplitBrain::Unresolved);
+    let l = sb("drbd r0/0 drbd0 bravo: Split-Brain detected, 1 primaries, automatically solved. Sync from peer node")
+        .unwrap();
+    assert_eq!(l.object, "drbd r0/0 drbd0 bravo");
+    assert_eq!(
+        l.split_brain,
+        SplitBrain::AutoSolved {
+            primaries: 1,
+            sync_from: SyncFrom::Peer
+        }
+    );
+    let l = sb("Nov 24 21:36:17 nodeB kernel: block drbd0: Split-Brain detected, 0 primaries, automatically solved. Sync from this node").unwrap();
+    assert_eq!(l.object, "Nov 24 21:36:17 nodeB kernel: block drbd0");
+    assert_eq!(
+        l.split_brain,
+        SplitBrain::AutoSolved {
+            primaries: 0,
+            sync_from: SyncFrom::This
+        }
+    );
+    let l = sb("drbd r0/0 drbd0 alpha: Split-Brain detected, manually solved. Sync from this node")
+        .unwrap();
+    assert_eq!(
+        l.split_brain,
+        SplitBrain::ManuallySolved {
+            sync_from: SyncFrom::This
+        }
+    );
+    for other in [
+        "block drbd0: Unrelated data, aborting!",
+        "drbd r0: helper command: /sbin/drbdadm split-brain",
+        "Split-Brain detected, lots primaries, automatically solved. Sync from peer node",
+        "Split-Brain detected, 1 primaries, automatically solved. Sync from nowhere",
+        "",
+    ] {
+        assert_eq!(sb(other), None, "{other:?}");
+    }
+}
