@@ -72,6 +72,6 @@ pub use exit::{Classification, ExecStatus, Observed, OcfExit, OpKind, Recovery, 
 pub use metadata::{MetaData, ParamProblem, Parameter};
 pub use request::{CloneMeta, Instance, Notify, NotifyOp, NotifyType, OpKey, Request};
 pub use run::{
-    AgentDone, AgentList, AgentResult, Runner, RunnerConfig, Timing, process_group_alive,
-    with_defaults,
+    AgentDone, AgentList, AgentResult, CommandResult, Runner, RunnerConfig, Timing,
+    process_group_alive, with_defaults,
 };

@@ -36,7 +36,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{AccessFlags, Pid, access};
 use serde::{Serialize, Serializer};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::agent::{Action, Agent};
@@ -259,6 +259,33 @@ pub struct AgentList {
     pub systemd: Vec<Agent>,
     /// Why systemd units could not be listed, if so.
     pub systemd_unavailable: Option<String>,
+}
+
+/// What [`Runner::run_command`] hands back: how an arbitrary program run
+/// under the runner's limits ended, and what it printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandResult {
+    /// The command line run.
+    pub argv: Vec<String>,
+    /// Its PID, which is also its process group ID (`None` when it was
+    /// never started).
+    pub pid: Option<u32>,
+    /// How it ended (or why it never started).
+    pub exec: ExecStatus,
+    /// The runner's reason when it was not started (missing or
+    /// non-executable program), naming the program.
+    pub reason: Option<String>,
+    /// The whole call, as the caller sees it.
+    #[serde(rename = "elapsed_us", serialize_with = "ser_micros")]
+    pub elapsed: Duration,
+    /// Captured stdout.
+    pub stdout: Captured,
+    /// Captured stderr.
+    pub stderr: Captured,
+}
+
+fn ser_micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(micros(*d))
 }
 
 /// What `execute` hands back.
@@ -700,13 +727,32 @@ impl Runner {
         limits: CaptureLimits,
         scan_reason: bool,
     ) -> Exec {
+        self.execute_with_input(argv, env, timeout, limits, scan_reason, None)
+            .await
+    }
+
+    /// [`Runner::execute`], with `input` written to the child's stdin (then
+    /// closed) instead of `/dev/null`.
+    async fn execute_with_input(
+        &self,
+        argv: &[OsString],
+        env: &Env,
+        timeout: Duration,
+        limits: CaptureLimits,
+        scan_reason: bool,
+        input: Option<Vec<u8>>,
+    ) -> Exec {
         let t0 = Instant::now();
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .env_clear()
             .envs(env)
             .current_dir("/")
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -726,6 +772,18 @@ impl Runner {
         let mut guard = GroupGuard { pgid, armed: true };
         let mut out = child.stdout.take();
         let mut err = child.stderr.take();
+        // The input is written while the output is read (a child may print
+        // before it has read everything); a child that never reads it and
+        // exits, or is killed, ends the write with EPIPE. The pipe closes
+        // when the write is done.
+        let stdin = child.stdin.take();
+        let mut writing = stdin.is_some();
+        let write = async move {
+            if let (Some(mut w), Some(data)) = (stdin, input) {
+                let _ = w.write_all(&data).await;
+            }
+        };
+        tokio::pin!(write);
         let mut cap_out = Capture::new(limits);
         let mut cap_err = Capture::new(limits);
         let mut reason = ReasonScanner::new();
@@ -783,6 +841,7 @@ impl Runner {
                     }
                     None => err = None,
                 },
+                () = &mut write, if writing => writing = false,
                 st = child.wait(), if status.is_none() => {
                     status = Some(st);
                     exited_at = Some(Instant::now());
@@ -840,6 +899,60 @@ impl Runner {
             spawn: spawned - t0,
             run: exit_seen - spawned,
             drain: end - exit_seen,
+        }
+    }
+
+    /// Runs `argv` (`argv[0]` a path to the program, not looked up in
+    /// `PATH`) under the same hard limits as an agent: the base
+    /// environment only, `/` as working directory, its own process group
+    /// killed on timeout (SIGTERM, then SIGKILL after the grace period),
+    /// output captured within the configured limits. `input` is written to
+    /// its stdin, which is then closed: the way to hand a program secrets
+    /// that must not show in `ps`. A missing or non-executable program is
+    /// a result ([`ExecStatus::NotInstalled`], [`ExecStatus::NotExecutable`])
+    /// whose `reason` names it.
+    pub async fn run_command(
+        &self,
+        argv: &[OsString],
+        input: &[u8],
+        timeout: Duration,
+    ) -> CommandResult {
+        let t0 = Instant::now();
+        let shown = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let exec = match argv.first().map(|p| check_agent_file(Path::new(p))) {
+            None => {
+                let mut e = Exec::not_started(ExecStatus::NotInstalled);
+                e.reason = Some("empty command line".into());
+                e
+            }
+            Some(Err((status, why))) => {
+                let mut e = Exec::not_started(status);
+                e.reason = Some(why);
+                e
+            }
+            Some(Ok(())) => {
+                self.execute_with_input(
+                    argv,
+                    &self.cfg.base_env,
+                    timeout,
+                    self.cfg.capture,
+                    false,
+                    Some(input.to_vec()),
+                )
+                .await
+            }
+        };
+        CommandResult {
+            argv: shown,
+            pid: exec.pid,
+            exec: exec.status,
+            reason: exec.reason,
+            elapsed: t0.elapsed(),
+            stdout: exec.stdout,
+            stderr: exec.stderr,
         }
     }
 

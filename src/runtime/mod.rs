@@ -2,5 +2,6 @@
 //! pure state machines' outputs out and feed results back. Nothing in here
 //! decides anything.
 
+pub mod fence;
 pub mod heartbeat;
 pub mod lease_io;
