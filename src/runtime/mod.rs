@@ -2,4 +2,5 @@
 //! pure state machines' outputs out and feed results back. Nothing in here
 //! decides anything.
 
+pub mod control;
 pub mod heartbeat;
