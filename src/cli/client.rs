@@ -114,7 +114,15 @@ impl Client {
 
     /// Sends `req` and waits for its answer.
     pub fn request(&mut self, req: &ControlRequest) -> Result<ControlResponse, ClientError> {
-        self.send(req)?;
+        if let Err(e) = self.send(req) {
+            // A daemon that refuses the caller answers and closes before it
+            // reads anything, so the write may break: its answer is still
+            // there to read, and says more than "broken pipe".
+            return match self.recv(Some(REPLY_TIMEOUT)) {
+                Ok(Some(resp)) => Ok(resp),
+                _ => Err(e),
+            };
+        }
         self.recv(Some(REPLY_TIMEOUT))?
             .ok_or_else(|| ClientError::Protocol {
                 path: self.path.clone(),

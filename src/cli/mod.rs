@@ -55,7 +55,16 @@ pub enum OnOff {
     Off,
 }
 
-/// The operator commands; main.rs flattens them into `hapair`'s subcommands.
+/// The operator commands; main.rs flattens them into `hapair`'s subcommands:
+///
+/// ```ignore
+/// enum Cmd {
+///     #[command(flatten)]
+///     Operator(hapair::cli::OperatorCmd),
+///     /* run, validate, completions, man, ... */
+/// }
+/// // match: Cmd::Operator(c) => return hapair::cli::run(c),
+/// ```
 #[derive(Debug, Clone, Subcommand)]
 pub enum OperatorCmd {
     /// Show the pair: nodes, links, lease, DRBD, resources with fail counts,
@@ -149,8 +158,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl OperatorCmd {
-    /// The request this command sends (`None` for `fence confirm`'s
-    /// confirmation step, which is handled in [`run`]).
+    /// The request this command sends (`fence confirm`'s typed confirmation
+    /// happens in [`run`] before it is sent).
     pub fn request(&self) -> ControlRequest {
         match self {
             OperatorCmd::Status { watch: true, .. } => ControlRequest::Watch,

@@ -742,3 +742,33 @@ fn help_does_not_show_the_flatten_doc_comment() {
     assert!(!help.contains("Socket and output options"), "{help}");
     assert!(help.contains("--socket <PATH>"), "{help}");
 }
+
+/// main.rs flattens the operator commands beside its own.
+#[derive(Debug, Parser)]
+#[command(name = "hapair")]
+struct MainLike {
+    #[command(subcommand)]
+    cmd: MainCmd,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MainCmd {
+    /// The daemon.
+    Run,
+    #[command(flatten)]
+    Operator(OperatorCmd),
+}
+
+#[test]
+fn operator_commands_flatten_into_the_main_command() {
+    let c = MainLike::try_parse_from(["hapair", "maintenance", "on"]).unwrap();
+    match c.cmd {
+        MainCmd::Operator(op) => assert_eq!(op.request(), ControlRequest::Maintenance { on: true }),
+        MainCmd::Run => panic!("parsed as run"),
+    }
+    assert!(matches!(
+        MainLike::try_parse_from(["hapair", "run"]).unwrap().cmd,
+        MainCmd::Run
+    ));
+    MainLike::command().debug_assert();
+}

@@ -194,16 +194,17 @@ async fn as_nobody(path: &Path, setpriv_args: &[String], line: &str) -> String {
             .stderr(Stdio::piped())
             .spawn()
             .expect("setpriv");
-        child
+        // A refused client may find the socket closed before it writes.
+        let _ = child
             .stdin
             .take()
             .unwrap()
-            .write_all(format!("{line}\n").as_bytes())
-            .unwrap();
+            .write_all(format!("{line}\n").as_bytes());
         let out = child.wait_with_output().unwrap();
         assert!(
-            out.status.success(),
-            "socat as nobody: {}",
+            !out.stdout.is_empty(),
+            "socat as nobody got no answer ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
