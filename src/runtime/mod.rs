@@ -2,6 +2,7 @@
 //! pure state machines' outputs out and feed results back. Nothing in here
 //! decides anything.
 
+pub mod control;
 pub mod fence;
 pub mod heartbeat;
 pub mod lease_io;
