@@ -113,8 +113,15 @@ fn suggest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
 
 fn unknown_key(key: &str, known: &[&str], what: &str) -> String {
     let mut msg = format!("unknown {what} `{key}`");
+    let elsewhere: Vec<String> = SECTIONS
+        .iter()
+        .filter(|(_, keys)| keys.contains(&key) && !known.contains(&key))
+        .map(|(section, _)| format!("[{section}]"))
+        .collect();
     if let Some(k) = suggest(key, known) {
         msg.push_str(&format!("; did you mean `{k}`?"));
+    } else if !elsewhere.is_empty() {
+        msg.push_str(&format!("; it belongs in {}", elsewhere.join(" or ")));
     } else if !known.is_empty() {
         let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
         msg.push_str(&format!(" (expected one of {})", list.join(", ")));
@@ -415,6 +422,46 @@ fn duration(v: &DeValue<'_>) -> Result<Millis, String> {
     }
 }
 
+const CLUSTER_KEYS: &[&str] = &["name", "key_file", "state_dir", "socket", "admin_group"];
+const NODE_KEYS: &[&str] = &["name", "preferred"];
+const HEARTBEAT_KEYS: &[&str] = &["keepalive", "warntime", "deadtime", "initdead"];
+const LEASE_KEYS: &[&str] = &[
+    "device",
+    "index",
+    "engine",
+    "lock_timeout",
+    "collision_timeout",
+    "monitor_interval",
+    "margin",
+    "max_io",
+];
+const POLICY_KEYS: &[&str] = &[
+    "migration_threshold",
+    "failure_timeout",
+    "start_delay",
+    "retry_interval",
+    "stop_budget",
+];
+const SELF_FENCE_KEYS: &[&str] = &["mode", "watchdog_device", "watchdog_timeout"];
+const FENCING_KEYS: &[&str] = &["delay", "device"];
+const DEVICE_KEYS: &[&str] = &["target", "level", "agent", "timeout", "params"];
+const METRICS_KEYS: &[&str] = &["listen", "allow_any"];
+
+/// Where each key may be written, for "it belongs in" hints.
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("cluster", CLUSTER_KEYS),
+    ("[node]", NODE_KEYS),
+    ("heartbeat", HEARTBEAT_KEYS),
+    ("[link]", &["name", "interface"]),
+    ("lease", LEASE_KEYS),
+    ("policy", POLICY_KEYS),
+    ("self_fence", SELF_FENCE_KEYS),
+    ("fencing", &["delay"]),
+    ("[fencing.device]", DEVICE_KEYS),
+    ("metrics", METRICS_KEYS),
+    ("[resource]", RESOURCE_KEYS),
+];
+
 const ROOT: &[&str] = &[
     "cluster",
     "node",
@@ -605,12 +652,7 @@ fn walk(cx: &mut Cx, root: &Sv<'_>, text: &str, source: &Path) -> Option<Config>
 }
 
 fn cluster(cx: &mut Cx, v: &Sv<'_>) -> Option<Cluster> {
-    let t = open(
-        cx,
-        "cluster",
-        v,
-        &["name", "key_file", "state_dir", "socket", "admin_group"],
-    )?;
+    let t = open(cx, "cluster", v, CLUSTER_KEYS)?;
     let name = t.name(cx, "name");
     let key_file = t.path_or(cx, "key_file", crate::keys::DEFAULT_PATH);
     let state_dir = t.path_or(cx, "state_dir", "/var/lib/hapair");
@@ -646,7 +688,7 @@ fn nodes(cx: &mut Cx, v: Option<&Sv<'_>>) -> Option<[Node; 2]> {
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let path = format!("node[{i}]");
-        let Some(t) = open(cx, &path, item, &["name", "preferred"]) else {
+        let Some(t) = open(cx, &path, item, NODE_KEYS) else {
             ok = false;
             continue;
         };
@@ -714,12 +756,7 @@ fn heartbeat(cx: &mut Cx, v: Option<&Sv<'_>>) -> Option<Timing> {
     let Some(v) = v else {
         return Some(d);
     };
-    let t = open(
-        cx,
-        "heartbeat",
-        v,
-        &["keepalive", "warntime", "deadtime", "initdead"],
-    )?;
+    let t = open(cx, "heartbeat", v, HEARTBEAT_KEYS)?;
     let before = cx.problems.len();
     let timing = Timing {
         keepalive: t.duration_or(cx, "keepalive", d.keepalive),
@@ -896,21 +933,7 @@ struct LeaseRaw {
 }
 
 fn lease(cx: &mut Cx, v: &Sv<'_>) -> Option<LeaseRaw> {
-    let t = open(
-        cx,
-        "lease",
-        v,
-        &[
-            "device",
-            "index",
-            "engine",
-            "lock_timeout",
-            "collision_timeout",
-            "monitor_interval",
-            "margin",
-            "max_io",
-        ],
-    )?;
+    let t = open(cx, "lease", v, LEASE_KEYS)?;
     let device = match t.get("device") {
         Some(_) => t.path(cx, "device"),
         None => {
@@ -1081,18 +1104,7 @@ fn policy(cx: &mut Cx, v: Option<&Sv<'_>>) -> Option<PolicyRaw> {
     let Some(v) = v else {
         return Some(p);
     };
-    let t = open(
-        cx,
-        "policy",
-        v,
-        &[
-            "migration_threshold",
-            "failure_timeout",
-            "start_delay",
-            "retry_interval",
-            "stop_budget",
-        ],
-    )?;
+    let t = open(cx, "policy", v, POLICY_KEYS)?;
     if let Some(n) = t
         .int(cx, "migration_threshold", 1..=i128::from(u32::MAX))
         .and_then(|n| u32::try_from(n).ok())
@@ -1115,12 +1127,7 @@ fn self_fence(cx: &mut Cx, v: Option<&Sv<'_>>) -> Option<SelfFence> {
     let Some(v) = v else {
         return Some(s);
     };
-    let t = open(
-        cx,
-        "self_fence",
-        v,
-        &["mode", "watchdog_device", "watchdog_timeout"],
-    )?;
+    let t = open(cx, "self_fence", v, SELF_FENCE_KEYS)?;
     s.mode = t.choice(
         cx,
         "mode",
@@ -1170,7 +1177,7 @@ fn fencing(cx: &mut Cx, v: Option<&Sv<'_>>, nodes: Option<&[Node; 2]>) -> Option
         devices: Vec::new(),
     };
     if let Some(v) = v {
-        let t = open(cx, "fencing", v, &["delay", "device"])?;
+        let t = open(cx, "fencing", v, FENCING_KEYS)?;
         out.delay = t.duration(cx, "delay");
         let mut ok = true;
         if let Some(dv) = t.get("device") {
@@ -1249,12 +1256,7 @@ fn fence_device(
     v: &Sv<'_>,
     nodes: Option<&[Node; 2]>,
 ) -> Option<FenceDevice> {
-    let t = open(
-        cx,
-        path,
-        v,
-        &["target", "level", "agent", "timeout", "params"],
-    )?;
+    let t = open(cx, path, v, DEVICE_KEYS)?;
     let target = t.req_string(cx, "target");
     if let (Some(target), Some(nodes)) = (&target, nodes) {
         if !nodes.iter().any(|n| n.name == *target) {
@@ -1357,7 +1359,7 @@ fn fencing_rules(
 }
 
 fn metrics(cx: &mut Cx, v: &Sv<'_>) -> Option<Option<Metrics>> {
-    let t = open(cx, "metrics", v, &["listen", "allow_any"])?;
+    let t = open(cx, "metrics", v, METRICS_KEYS)?;
     let allow_any = t.bool_or(cx, "allow_any", false);
     let Some(lv) = t.get("listen") else {
         t.missing(

@@ -313,6 +313,14 @@ fn bad_configs() {
             "unknown section `frobnicate` (expected one of `cluster`",
         ),
         (
+            format!("{MIN}[policy]\nlock_timeout = \"70s\"\nmonitor_interval = \"1s\"\n"),
+            vec![
+                ("policy.lock_timeout", Some(17)),
+                ("policy.monitor_interval", Some(18)),
+            ],
+            "unknown key `lock_timeout`; it belongs in [lease]",
+        ),
+        (
             MIN.replace("device = \"/dev/sdx1\"", "device = \"sdx1\""),
             vec![("lease.device", Some(12))],
             "\"sdx1\" is not an absolute path",
@@ -683,6 +691,11 @@ type = "nginx"
     );
     let out = render_problems(&got, Path::new("/etc/hapair/hapair.toml"));
     assert_eq!(out.lines().count(), 10);
+    assert!(
+        got[0].message.ends_with(
+            "(expected one of `name`, `key_file`, `state_dir`, `socket`, `admin_group`)"
+        )
+    );
     assert!(out.starts_with(
         "/etc/hapair/hapair.toml:3: cluster.colour: unknown key `colour` (expected one of `name`"
     ));
@@ -1004,4 +1017,28 @@ fn toml_line() -> impl Strategy<Value = String> {
         (keys, values).prop_map(|(k, v)| format!("{k} = {v}")),
         headers.prop_map(str::to_string),
     ]
+}
+
+/// The whole rendering of a messy file, as `hapair validate` prints it.
+#[test]
+fn rendering_golden() {
+    let text = "[cluster]\nname = \"c\"\ncolour = 1\n[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n\
+                [[link]]\nname = \"l\"\na = \"127.0.0.1:1\"\n[lease]\ndevice = \"/dev/x\"\nlock_timeout = \"5s\"\n\
+                [policy]\nmonitor_interval = \"1s\"\n[[resource]]\nname = \"fs\"\ntype = \"filesystem\"\n\
+                params = { device = \"/dev/drbd0\" }\n[[resource]]\nname = \"w\"\ntype = \"nginx\"\n";
+    let want = r#"/etc/hapair/hapair.toml:3: cluster.colour: unknown key `colour` (expected one of `name`, `key_file`, `state_dir`, `socket`, `admin_group`)
+/etc/hapair/hapair.toml:8: link[0].b: missing in [link[0]] (the address of node "b" on this link)
+/etc/hapair/hapair.toml:13: lease.lock_timeout: self_fence.watchdog_timeout (10.000s) + monitor_interval (2.000s) + margin (2.000s) must be less than lock_timeout (5.000s): a hung node must be reset before the peer may take the lease
+/etc/hapair/hapair.toml:15: policy.monitor_interval: unknown key `monitor_interval`; it belongs in [lease] or [[resource]]
+/etc/hapair/hapair.toml:19: resource[0].params.directory: missing (the filesystem type needs device, directory and fstype)
+/etc/hapair/hapair.toml:19: resource[0].params.fstype: missing (the filesystem type needs device, directory and fstype)
+/etc/hapair/hapair.toml:22: resource[1].type: "nginx" is not a type: drbd, filesystem, address (built in), or an agent: ocf:PROVIDER:TYPE, lsb:NAME, systemd:UNIT
+"#;
+    assert_eq!(
+        render_problems(&problems(text), Path::new("/etc/hapair/hapair.toml")),
+        want
+    );
+    let want = "hapair.toml:7: warning: link: only one link: if it fails, each node sees the other \
+                as dead; add a second [[link]] over another network\n";
+    assert!(ok(MIN).render_warnings().starts_with(want));
 }
