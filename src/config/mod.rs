@@ -133,7 +133,8 @@
 //! `hapair validate`:
 //!
 //! ```text
-//! /etc/hapair/hapair.toml:31: lease.lock_timeout: expected a duration such as "10s", found integer 10
+//! /etc/hapair/hapair.toml:31: lease.lock_timeout: expected a duration such as "10s", found integer 10 (a bare number has no unit)
+//! /etc/hapair/hapair.toml:40: policy.monitor_interval: unknown key `monitor_interval`; it belongs in [lease] or [[resource]]
 //! /etc/hapair/hapair.toml:52: resource[2].params.device: missing (the filesystem type needs device, directory and fstype)
 //! ```
 
