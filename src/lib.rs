@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod keys;
 pub mod membership;
