@@ -12,3 +12,4 @@ pub mod proto;
 pub mod runtime;
 #[cfg(test)]
 mod sim;
+pub mod state;
