@@ -3,3 +3,4 @@
 //! decides anything.
 
 pub mod heartbeat;
+pub mod notify;
