@@ -4,3 +4,4 @@
 
 pub mod heartbeat;
 pub mod notify;
+pub mod watchdog;
