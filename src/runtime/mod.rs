@@ -3,5 +3,6 @@
 //! decides anything.
 
 pub mod heartbeat;
+pub mod metrics;
 pub mod notify;
 pub mod watchdog;
