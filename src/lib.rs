@@ -14,3 +14,4 @@ pub mod proto;
 pub mod runtime;
 #[cfg(test)]
 mod sim;
+pub mod state;

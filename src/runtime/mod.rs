@@ -6,3 +6,6 @@ pub mod control;
 pub mod fence;
 pub mod heartbeat;
 pub mod lease_io;
+pub mod metrics;
+pub mod notify;
+pub mod watchdog;
