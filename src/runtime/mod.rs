@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod fence;
+pub mod builtin;
 pub mod heartbeat;
 pub mod lease_io;
 pub mod metrics;
