@@ -2,4 +2,5 @@
 //! pure state machines' outputs out and feed results back. Nothing in here
 //! decides anything.
 
+pub mod builtin;
 pub mod heartbeat;
