@@ -10,26 +10,18 @@
 //!
 //! - [`filesystem`]: mount/unmount/check a block-device filesystem
 //!   (replaces `ocf:heartbeat:Filesystem` for ext4/xfs on DRBD or a LUN);
-//! - [`mountinfo`]: the `/proc/self/mountinfo` parser it relies on.
-
-pub mod filesystem;
-pub mod mountinfo;
-
-use crate::engine::{FailClass, Op, Outcome};
-//! Built-in resource types: operations the daemon carries out itself, with
-//! a few system calls, instead of forking a shell agent. Each type parses
-//! its parameters once (`from_params`, naming every bad parameter) and runs
-//! an operation as a blocking call (`run(op)`), which the daemon makes on a
-//! blocking thread under its own timeout. The OCF agents they replace stay
-//! usable for the same job.
-
-// (the engine's `types` module is private; its items are re-exported at
-// `crate::engine`)
-use crate::engine::Outcome;
+//! - [`mountinfo`]: the `/proc/self/mountinfo` parser it relies on;
+//! - [`address`]: a virtual IP over netlink, with a duplicate check and
+//!   gratuitous ARP (replaces `ocf:heartbeat:IPaddr2`);
+//! - [`netlink`]: the rtnetlink messages it uses.
 
 pub mod address;
 mod arp;
+pub mod filesystem;
+pub mod mountinfo;
 pub mod netlink;
+
+use crate::engine::{FailClass, Op, Outcome};
 
 /// What a built-in operation ended with: the engine's outcome plus a reason for logs/status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +29,6 @@ pub struct BuiltinResult {
     /// The engine's reading of the operation.
     pub outcome: Outcome,
     /// Why (always set on failure; sometimes on success, e.g. "already mounted").
-    /// The outcome the engine reads.
-    pub outcome: Outcome,
-    /// Why (for logs and status), when there is something to say.
     pub reason: Option<String>,
 }
 
