@@ -768,6 +768,10 @@ impl Drop for Lab {
 }
 
 /// A running `drbdsetup events2` stream in a guest ([`Lab::events2`]).
+///
+/// `lab-up.sh` empties a node's `out/` dir when it boots the node, so read a
+/// killed node's stream ([`Events2::stop`] or [`Events2::lines`]) before
+/// booting it again.
 #[derive(Debug)]
 pub struct Events2 {
     node: Node,

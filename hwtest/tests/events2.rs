@@ -57,6 +57,8 @@ fn events2_parser_reads_a_real_failover() {
     )
     .expect("nodeB sees nodeA Primary");
     lab.kill(Node::A).unwrap();
+    // the stream died with nodeA; its output file goes when nodeA boots again
+    let a = ev_a.stop(&lab);
     let lost = ev_b
         .wait_line(|l| l.contains(" connection:NetworkFailure"), s)
         .expect("nodeB sees NetworkFailure");
@@ -100,7 +102,6 @@ fn events2_parser_reads_a_real_failover() {
         .expect("nodeA sees nodeB demoted");
 
     let b = ev_b.stop(&lab);
-    let a = ev_a.stop(&lab); // died with nodeA: what it wrote until the power cut
     let a2 = ev_a2.stop(&lab);
     save(
         "nodeB-failover",
