@@ -921,3 +921,50 @@ fn probe_netns() -> Result<(), String> {
     res.map_err(|e| format!("cannot set up a lab network namespace: {e}"))?;
     del.map_err(|e| format!("cannot remove the probe network namespace {ns}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_cmd_timeout_kills_the_whole_group() {
+        let start = Instant::now();
+        let err = host_cmd(
+            &["bash", "-c", "echo started; sleep 100 & sleep 100"],
+            &[],
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        let LabError::Timeout { output, .. } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(output, "started\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn host_cmd_clean_env_and_output() {
+        let out = host_cmd(
+            &[
+                "bash",
+                "-c",
+                "echo \"$LAB_X:${HOME:-nohome}\"; echo err >&2; exit 3",
+            ],
+            &[("LAB_X", "x".into())],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            Output {
+                rc: 3,
+                stdout: "x:nohome\n".into(),
+                stderr: "err\n".into()
+            }
+        );
+    }
+}

@@ -133,6 +133,11 @@ fn events2_parser_reads_a_real_failover() {
         && e.fields.role == Some(Role::Primary)));
     assert!(has(&ea2, &|e| e.fields.replication
         == Some(ReplState::SyncTarget)));
+    // --statistics: counters on device and peer-device lines
+    assert!(has(&eb, &|e| e.object == Object::PeerDevice
+        && e.fields.out_of_sync.is_some()));
+    assert!(has(&ea2, &|e| e.object == Object::Device
+        && e.fields.extra.iter().any(|(k, _)| k == "written")));
     assert!(
         [&eb, &ea, &ea2]
             .iter()
