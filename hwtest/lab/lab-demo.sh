@@ -3,7 +3,7 @@
 # refused dual-primary on nodeB, power-cut nodeA, promote+mount nodeB, reboot nodeA -> Secondary + resync, demote.
 # Prints every command with timing; events2 output of nodeB ends up in $LAB_DIR/events-nodeB.txt. Env: see lab-common.sh.
 HERE=$(dirname "$(readlink -f "$0")")
-# shellcheck source=lab-common.sh
+# shellcheck source=SCRIPTDIR/lab-common.sh
 . "$HERE/lab-common.sh"
 R="$HERE/lab-run.sh"; t0=$(date +%s.%N)
 el() { echo "$(date +%s.%N) - $t0" | bc | xargs printf '%6.2f'; }

@@ -4,7 +4,7 @@
 # metadata, logs) so a later lab-up.sh reuses them. Idempotent: safe to run after a failed lab-up.sh, twice, or on a
 # lab that never existed; it exits 0 unless something of the lab is still there afterwards. Env: see lab-common.sh.
 HERE=$(dirname "$(readlink -f "$0")")
-# shellcheck source=lab-common.sh
+# shellcheck source=SCRIPTDIR/lab-common.sh
 . "$HERE/lab-common.sh"
 # the power switch first, so it does not boot a guest again while we kill them
 for p in $(cat "$LAB_DIR/power/watcher.pid" 2>/dev/null) $(pgrep -f -- "lab-power.sh --watch $LAB_DIR\$" 2>/dev/null); do

@@ -3,7 +3,7 @@
 # Disk images, tap and bridge stay, so lab-up.sh <node> boots it again. Guest page cache is lost, completed block I/O is not.
 # Also kills a guest of this lab whose pid file was lost (found by its command line). Idempotent: a node that is already
 # off is fine. Env: see lab-common.sh.
-# shellcheck source=lab-common.sh
+# shellcheck source=SCRIPTDIR/lab-common.sh
 . "$(dirname "$(readlink -f "$0")")/lab-common.sh"
 for node in "$@"; do
   lab_host "$node" >/dev/null || exit 2

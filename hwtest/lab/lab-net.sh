@@ -5,7 +5,7 @@
 #   e.g. 'netem delay 200ms 50ms loss 30%'. The host kernel has no netem; the guests have it.
 # Do NOT use 'ip link set tapX down/up': the UML vector NIC stays dead afterwards (needs vecN down/up in the guest).
 HERE=$(dirname "$(readlink -f "$0")")
-# shellcheck source=lab-common.sh
+# shellcheck source=SCRIPTDIR/lab-common.sh
 . "$HERE/lab-common.sh"
 usage() { echo "usage: $0 <node> [lan|repl|all] cut|heal|netem <args>|clear|show" >&2; exit 2; }
 node=${1:-}; shift || usage

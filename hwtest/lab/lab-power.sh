@@ -11,7 +11,7 @@
 # ("<request seen epoch> <done epoch> <action> <node> rc=<rc>").
 HERE=$(dirname "$(readlink -f "$0")")
 [ "${1:-}" = --watch ] && [ -n "${2:-}" ] && export LAB_DIR=$2
-# shellcheck source=lab-common.sh
+# shellcheck source=SCRIPTDIR/lab-common.sh
 . "$HERE/lab-common.sh"
 power() {   # power ACTION NODE -> rc
   local act=$1 node=$2

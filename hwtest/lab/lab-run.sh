@@ -4,7 +4,7 @@
 #      stops it (e.g. lab-run.sh <node> 'pkill -x drbdsetup') and may delete cmd/<id>.sh, out/<id>.*.
 # Env: see lab-common.sh; LAB_TIMEOUT seconds (default 300; on expiry rc=124, the guest command keeps running).
 # rc 125: the node is not running (or went down while the command ran).
-# shellcheck source=lab-common.sh
+# shellcheck source=SCRIPTDIR/lab-common.sh
 . "$(dirname "$(readlink -f "$0")")/lab-common.sh"
 detach=0; [ "${1:-}" = -d ] && { detach=1; shift; }
 node=${1:-}; shift

@@ -6,7 +6,7 @@
 # LAB_WAIT_CONNECTED=0 don't wait for Connected. On failure the lab is left as it is: lab-down.sh cleans up.
 set -eu
 HERE=$(dirname "$(readlink -f "$0")")
-# shellcheck source=lab-common.sh
+# shellcheck source=SCRIPTDIR/lab-common.sh
 . "$HERE/lab-common.sh"
 t0=$(date +%s.%N); ts() { printf '[%5.1fs] ' "$(echo "$(date +%s.%N) - $t0" | bc)"; echo "$@"; }
 read -r -a nodes <<< "${*:-$LAB_NODES}"
