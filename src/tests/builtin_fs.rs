@@ -36,7 +36,9 @@ fn require(tool: &str, package: &str) {
 }
 
 fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}): {}{}",
@@ -58,13 +60,29 @@ struct Scratch {
 impl Scratch {
     fn new(size_mib: u64, mkfs: Option<&[&str]>) -> Scratch {
         require("losetup", "util-linux");
-        let dir = tempfile::Builder::new().prefix("hapair-bfs.").tempdir_in("/var/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("hapair-bfs.")
+            .tempdir_in("/var/tmp")
+            .unwrap();
         let img = dir.path().join("img");
-        fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
+        fs::File::create(&img)
+            .unwrap()
+            .set_len(size_mib << 20)
+            .unwrap();
         let dev = sh(Command::new("losetup").args(["--find", "--show"]).arg(&img));
-        let s = Scratch { dir, dev: PathBuf::from(dev.trim()) };
+        let s = Scratch {
+            dir,
+            dev: PathBuf::from(dev.trim()),
+        };
         if let Some(cmd) = mkfs {
-            require(cmd[0], if cmd[0].contains("xfs") { "xfsprogs" } else { "e2fsprogs" });
+            require(
+                cmd[0],
+                if cmd[0].contains("xfs") {
+                    "xfsprogs"
+                } else {
+                    "e2fsprogs"
+                },
+            );
             sh(Command::new(cmd[0]).args(&cmd[1..]).arg(&s.dev));
         }
         s
@@ -127,6 +145,10 @@ impl Drop for Kid {
 }
 
 impl Kid {
+    fn pid(&self) -> i32 {
+        i32::try_from(self.0.id()).unwrap()
+    }
+
     /// Waits (bounded) for the child's end; returns the signal that ended it.
     fn ended_by(&mut self) -> Option<i32> {
         let t0 = Instant::now();
@@ -134,24 +156,30 @@ impl Kid {
             if let Some(st) = self.0.try_wait().unwrap() {
                 return st.signal();
             }
-            assert!(t0.elapsed() < Duration::from_secs(10), "child {} still alive", self.0.id());
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "child {} still alive",
+                self.0.id()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
 fn sleeper(cwd: &Path, stdin: Stdio, ignore_term: bool) -> Kid {
-    let script = if ignore_term { "trap '' TERM; exec sleep 600" } else { "exec sleep 600" };
-    let kid = Kid(
-        Command::new("sh")
-            .args(["-c", script])
-            .current_dir(cwd)
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let script = if ignore_term {
+        "trap '' TERM; exec sleep 600"
+    } else {
+        "exec sleep 600"
+    };
+    let kid = Kid(Command::new("sh")
+        .args(["-c", script])
+        .current_dir(cwd)
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
     // let the shell exec (and install its trap) before the test goes on
     let t0 = Instant::now();
     while fs::read_link(format!("/proc/{}/exe", kid.0.id()))
@@ -166,7 +194,11 @@ fn sleeper(cwd: &Path, stdin: Stdio, ignore_term: bool) -> Kid {
 
 fn mounted_at(dir: &Path) -> Vec<mountinfo::MountInfo> {
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.into());
-    mountinfo::read().unwrap().into_iter().filter(|m| m.mount_point == dir).collect()
+    mountinfo::read()
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.mount_point == dir)
+        .collect()
 }
 
 #[track_caller]
@@ -174,7 +206,10 @@ fn assert_outcome(r: &BuiltinResult, want: Outcome, reason_has: &str) {
     assert_eq!(r.outcome, want, "{r:?}");
     if !reason_has.is_empty() {
         let reason = r.reason.as_deref().unwrap_or("");
-        assert!(reason.contains(reason_has), "reason {reason:?} lacks {reason_has:?}");
+        assert!(
+            reason.contains(reason_has),
+            "reason {reason:?} lacks {reason_has:?}"
+        );
     }
 }
 
@@ -187,31 +222,61 @@ fn ext4_start_monitor_stop_cycle() {
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "was not mounted");
 
     let r = fs.run(Op::Start);
-    assert_eq!(r, BuiltinResult { outcome: Outcome::Ok, reason: None });
+    assert_eq!(
+        r,
+        BuiltinResult {
+            outcome: Outcome::Ok,
+            reason: None
+        }
+    );
     let here = mounted_at(&mnt);
     assert_eq!(here.len(), 1, "{here:?}");
     assert_eq!(here[0].fstype, "ext4");
     assert_eq!(Path::new(&here[0].source), s.dev);
     assert!(!here[0].read_only());
     fs::write(mnt.join("data"), "payload").unwrap();
-    assert_eq!(fs.run(Op::Monitor), BuiltinResult { outcome: Outcome::Ok, reason: None });
+    assert_eq!(
+        fs.run(Op::Monitor),
+        BuiltinResult {
+            outcome: Outcome::Ok,
+            reason: None
+        }
+    );
 
     // start again: idempotent, no second mount
     assert_outcome(&fs.run(Op::Start), Outcome::Ok, "already mounted");
     assert_eq!(mounted_at(&mnt).len(), 1);
 
-    assert_eq!(fs.run(Op::Stop), BuiltinResult { outcome: Outcome::Ok, reason: None });
+    assert_eq!(
+        fs.run(Op::Stop),
+        BuiltinResult {
+            outcome: Outcome::Ok,
+            reason: None
+        }
+    );
     assert!(mounted_at(&mnt).is_empty());
-    assert!(!mnt.join("data").exists(), "the file lives on the unmounted filesystem");
+    assert!(
+        !mnt.join("data").exists(),
+        "the file lives on the unmounted filesystem"
+    );
     assert_outcome(&fs.run(Op::Monitor), Outcome::NotRunning, "");
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "was not mounted");
 
     // and again, with options: flags reach the mount, data reaches ext4
-    let fs = s.fs("mnt", &[("options", "noatime,nodev,nosuid,noexec,data=journal"), ("check_io", "true")]);
+    let fs = s.fs(
+        "mnt",
+        &[
+            ("options", "noatime,nodev,nosuid,noexec,data=journal"),
+            ("check_io", "true"),
+        ],
+    );
     assert_outcome(&fs.run(Op::Start), Outcome::Ok, "");
     let m = &mounted_at(&mnt)[0];
     for o in ["noatime", "nodev", "nosuid", "noexec"] {
-        assert!(m.mount_options.iter().any(|x| x == o), "{o} missing in {m:?}");
+        assert!(
+            m.mount_options.iter().any(|x| x == o),
+            "{o} missing in {m:?}"
+        );
     }
     assert!(m.super_options.iter().any(|x| x == "data=journal"), "{m:?}");
     assert_eq!(fs::read_to_string(mnt.join("data")).unwrap(), "payload");
@@ -230,9 +295,16 @@ fn creates_directory_with_odd_names_and_follows_device_symlinks() {
     // the kernel escaped space and tab; the parser undid it
     let m = mounted_at(&s.path(rel));
     assert_eq!(m.len(), 1);
-    assert_eq!(Path::new(&m[0].source), s.dev, "mount(2) got the resolved device");
+    assert_eq!(
+        Path::new(&m[0].source),
+        s.dev,
+        "mount(2) got the resolved device"
+    );
     let raw = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(raw.contains("mnt\\040dir\\011with\\040tab"), "escaped in mountinfo");
+    assert!(
+        raw.contains("mnt\\040dir\\011with\\040tab"),
+        "escaped in mountinfo"
+    );
     // the same device named directly is the same resource
     let direct = s.fs(rel, &[]);
     assert_outcome(&direct.run(Op::Monitor), Outcome::Ok, "");
@@ -241,7 +313,11 @@ fn creates_directory_with_odd_names_and_follows_device_symlinks() {
 
     // without create_directory a missing mount point is a hard failure
     let fs = s.fs("missing", &[("create_directory", "false")]);
-    assert_outcome(&fs.run(Op::Start), Outcome::Failed(FailClass::Hard), "missing");
+    assert_outcome(
+        &fs.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "missing",
+    );
     assert!(!s.path("missing").exists());
 }
 
@@ -253,23 +329,39 @@ fn stop_kills_processes_holding_the_mount() {
     assert_outcome(&fs.run(Op::Start), Outcome::Ok, "");
     fs::create_dir(mnt.join("work")).unwrap();
     fs::write(mnt.join("held"), "x").unwrap();
-    let mut open_file = sleeper(Path::new("/"), Stdio::from(fs::File::open(mnt.join("held")).unwrap()), false);
+    let mut open_file = sleeper(
+        Path::new("/"),
+        Stdio::from(fs::File::open(mnt.join("held")).unwrap()),
+        false,
+    );
     let mut in_cwd = sleeper(&mnt.join("work"), Stdio::null(), false);
     let mut bystander = sleeper(Path::new("/"), Stdio::null(), false);
 
     let holders = super::filesystem::holders(&fs::canonicalize(&mnt).unwrap());
-    assert!(holders.contains_key(&(open_file.0.id() as i32)), "{holders:?}");
-    assert!(holders.contains_key(&(in_cwd.0.id() as i32)), "{holders:?}");
-    assert!(!holders.contains_key(&(bystander.0.id() as i32)));
+    assert!(holders.contains_key(&open_file.pid()), "{holders:?}");
+    assert!(holders.contains_key(&in_cwd.pid()), "{holders:?}");
+    assert!(!holders.contains_key(&bystander.pid()));
 
     let t0 = Instant::now();
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "");
     let took = t0.elapsed();
     assert!(mounted_at(&mnt).is_empty());
-    assert_eq!(open_file.ended_by(), Some(nix::sys::signal::Signal::SIGTERM as i32));
-    assert_eq!(in_cwd.ended_by(), Some(nix::sys::signal::Signal::SIGTERM as i32));
-    assert!(took < Duration::from_secs(3), "SIGTERM sufficed, no wait for SIGKILL: {took:?}");
-    assert!(bystander.0.try_wait().unwrap().is_none(), "a process outside the mount is left alone");
+    assert_eq!(
+        open_file.ended_by(),
+        Some(nix::sys::signal::Signal::SIGTERM as i32)
+    );
+    assert_eq!(
+        in_cwd.ended_by(),
+        Some(nix::sys::signal::Signal::SIGTERM as i32)
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGTERM sufficed, no wait for SIGKILL: {took:?}"
+    );
+    assert!(
+        bystander.0.try_wait().unwrap().is_none(),
+        "a process outside the mount is left alone"
+    );
 }
 
 #[test]
@@ -282,8 +374,14 @@ fn stop_kills_a_process_ignoring_sigterm() {
     let t0 = Instant::now();
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "");
     let took = t0.elapsed();
-    assert_eq!(stubborn.ended_by(), Some(nix::sys::signal::Signal::SIGKILL as i32));
-    assert!(took >= Duration::from_secs(1), "SIGKILL only after kill_timeout: {took:?}");
+    assert_eq!(
+        stubborn.ended_by(),
+        Some(nix::sys::signal::Signal::SIGKILL as i32)
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "SIGKILL only after kill_timeout: {took:?}"
+    );
     assert!(mounted_at(&mnt).is_empty());
 }
 
@@ -301,7 +399,11 @@ fn stop_fails_without_lazy_unmount_when_the_kernel_holds_the_mount() {
     let r = fs.run(Op::Stop);
     let _ = Command::new("losetup").args(["-d", &inner]).status();
     assert_outcome(&r, Outcome::Failed(FailClass::Soft), "no process was found");
-    assert_eq!(mounted_at(&mnt).len(), 1, "still mounted, not lazily detached");
+    assert_eq!(
+        mounted_at(&mnt).len(),
+        1,
+        "still mounted, not lazily detached"
+    );
     // once the loop device is gone (detach is asynchronous), stop succeeds
     let t0 = Instant::now();
     loop {
@@ -323,14 +425,26 @@ fn read_only_mounts() {
     assert_outcome(&ro.run(Op::Start), Outcome::Ok, "");
     assert!(mounted_at(&mnt)[0].read_only());
     assert_outcome(&ro.run(Op::Monitor), Outcome::Ok, "");
-    assert_outcome(&rw.run(Op::Monitor), Outcome::Failed(FailClass::Soft), "read-only");
-    assert_outcome(&rw.run(Op::Start), Outcome::Failed(FailClass::Soft), "read-only");
+    assert_outcome(
+        &rw.run(Op::Monitor),
+        Outcome::Failed(FailClass::Soft),
+        "read-only",
+    );
+    assert_outcome(
+        &rw.run(Op::Start),
+        Outcome::Failed(FailClass::Soft),
+        "read-only",
+    );
     assert_outcome(&ro.run(Op::Stop), Outcome::Ok, "");
 
     // an error on an errors=remount-ro filesystem: ext4's `abort` option
     // fakes one, and the superblock (not the mount) turns read-only
     assert_outcome(&rw.run(Op::Start), Outcome::Ok, "");
-    assert_outcome(&ro.run(Op::Monitor), Outcome::Failed(FailClass::Soft), "read-write but options say ro");
+    assert_outcome(
+        &ro.run(Op::Monitor),
+        Outcome::Failed(FailClass::Soft),
+        "read-write but options say ro",
+    );
     nix::mount::mount(
         None::<&str>,
         &mnt,
@@ -341,17 +455,35 @@ fn read_only_mounts() {
     .expect("remount,abort");
     let m = &mounted_at(&mnt)[0];
     // Linux 6.x says `emergency_ro`, older kernels `ro`
-    assert!(m.super_options.iter().any(|o| o == "ro" || o == "emergency_ro"), "{m:?}");
-    assert!(fs::write(mnt.join("after-error"), "x").is_err(), "writes fail");
-    assert_outcome(&rw.run(Op::Monitor), Outcome::Failed(FailClass::Soft), "superblock");
+    assert!(
+        m.super_options
+            .iter()
+            .any(|o| o == "ro" || o == "emergency_ro"),
+        "{m:?}"
+    );
+    assert!(
+        fs::write(mnt.join("after-error"), "x").is_err(),
+        "writes fail"
+    );
+    assert_outcome(
+        &rw.run(Op::Monitor),
+        Outcome::Failed(FailClass::Soft),
+        "superblock",
+    );
     assert_outcome(&rw.run(Op::Stop), Outcome::Ok, "");
     assert!(mounted_at(&mnt).is_empty());
 
     // a filesystem shut down (FS_IOC_SHUTDOWN, as on a fatal error)
     require("xfs_io", "xfsprogs");
     assert_outcome(&rw.run(Op::Start), Outcome::Ok, "");
-    sh(Command::new("xfs_io").args(["-x", "-c", "shutdown"]).arg(&mnt));
-    assert_outcome(&rw.run(Op::Monitor), Outcome::Failed(FailClass::Soft), "shut down");
+    sh(Command::new("xfs_io")
+        .args(["-x", "-c", "shutdown"])
+        .arg(&mnt));
+    assert_outcome(
+        &rw.run(Op::Monitor),
+        Outcome::Failed(FailClass::Soft),
+        "shut down",
+    );
     assert_outcome(&rw.run(Op::Stop), Outcome::Ok, "");
     assert!(mounted_at(&mnt).is_empty());
 }
@@ -363,37 +495,90 @@ fn foreign_mounts_are_left_alone() {
     let fs = s.fs("mnt", &[]);
     fs::create_dir(&mnt).unwrap();
     // another filesystem at the directory
-    nix::mount::mount(Some("hbt-tmp"), &mnt, Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
-        .unwrap();
-    assert_outcome(&fs.run(Op::Start), Outcome::Failed(FailClass::Hard), "already holds tmpfs");
+    nix::mount::mount(
+        Some("hbt-tmp"),
+        &mnt,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    assert_outcome(
+        &fs.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "already holds tmpfs",
+    );
     assert_outcome(&fs.run(Op::Monitor), Outcome::NotRunning, "holds tmpfs");
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "");
-    assert_eq!(mounted_at(&mnt)[0].fstype, "tmpfs", "not ours: still mounted");
+    assert_eq!(
+        mounted_at(&mnt)[0].fstype,
+        "tmpfs",
+        "not ours: still mounted"
+    );
     nix::mount::umount2(&mnt, MntFlags::empty()).unwrap();
 
     // a mount below the directory would be hidden: refuse
     fs::create_dir(mnt.join("sub")).unwrap();
-    nix::mount::mount(Some("hbt-tmp"), &mnt.join("sub"), Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
-        .unwrap();
-    assert_outcome(&fs.run(Op::Start), Outcome::Failed(FailClass::Hard), "would be hidden");
+    nix::mount::mount(
+        Some("hbt-tmp"),
+        &mnt.join("sub"),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    assert_outcome(
+        &fs.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "would be hidden",
+    );
     nix::mount::umount2(&mnt.join("sub"), MntFlags::empty()).unwrap();
 
     // mounted below *our* mount: stop unmounts it first
     assert_outcome(&fs.run(Op::Start), Outcome::Ok, "");
     fs::create_dir(mnt.join("sub")).unwrap();
-    nix::mount::mount(Some("hbt-tmp"), &mnt.join("sub"), Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
-        .unwrap();
+    nix::mount::mount(
+        Some("hbt-tmp"),
+        &mnt.join("sub"),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "");
     assert!(mounted_at(&mnt).is_empty() && mounted_at(&mnt.join("sub")).is_empty());
 
     // the device mounted somewhere else: no second mount, stop reports it live
     let other = s.path("other");
     fs::create_dir(&other).unwrap();
-    nix::mount::mount(Some(&s.dev), &other, Some("ext4"), MsFlags::empty(), None::<&str>).unwrap();
-    assert_outcome(&fs.run(Op::Start), Outcome::Failed(FailClass::Hard), "already mounted at");
-    assert_outcome(&fs.run(Op::Monitor), Outcome::Failed(FailClass::Soft), "not at");
-    assert_outcome(&fs.run(Op::Stop), Outcome::Failed(FailClass::Soft), "stays live");
-    assert_eq!(mounted_at(&other).len(), 1, "never unmounts what it did not mount");
+    nix::mount::mount(
+        Some(&s.dev),
+        &other,
+        Some("ext4"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    assert_outcome(
+        &fs.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "already mounted at",
+    );
+    assert_outcome(
+        &fs.run(Op::Monitor),
+        Outcome::Failed(FailClass::Soft),
+        "not at",
+    );
+    assert_outcome(
+        &fs.run(Op::Stop),
+        Outcome::Failed(FailClass::Soft),
+        "stays live",
+    );
+    assert_eq!(
+        mounted_at(&other).len(),
+        1,
+        "never unmounts what it did not mount"
+    );
     nix::mount::umount2(&other, MntFlags::empty()).unwrap();
 }
 
@@ -401,17 +586,29 @@ fn foreign_mounts_are_left_alone() {
 fn missing_device_and_wrong_types() {
     let s = Scratch::ext4();
     let fs = s.fs_on("/dev/hapair-no-such-device", "mnt", "ext4", &[]);
-    assert_outcome(&fs.run(Op::Start), Outcome::Failed(FailClass::Hard), "no-such-device");
+    assert_outcome(
+        &fs.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "no-such-device",
+    );
     assert_outcome(&fs.run(Op::Monitor), Outcome::NotRunning, "");
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "");
     // a regular file is not a block device
     let file = s.path("img").display().to_string();
     let fs = s.fs_on(&file, "mnt", "ext4", &[]);
-    assert_outcome(&fs.run(Op::Start), Outcome::Failed(FailClass::Hard), "not a block device");
+    assert_outcome(
+        &fs.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "not a block device",
+    );
     // a type the kernel does not know
     let dev = s.dev.display().to_string();
     let fs = s.fs_on(&dev, "mnt", "hapairfs", &[("fsck", "never")]);
-    assert_outcome(&fs.run(Op::Start), Outcome::Failed(FailClass::Hard), "unknown to the kernel");
+    assert_outcome(
+        &fs.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "unknown to the kernel",
+    );
     assert!(mounted_at(&s.path("mnt")).is_empty());
 }
 
@@ -422,7 +619,11 @@ fn fsck_runs_for_ext2_under_auto_and_failures_stop_the_start() {
     let blank = Scratch::new(16, None);
     let dev = blank.dev.display().to_string();
     let auto = blank.fs_on(&dev, "mnt", "ext2", &[]);
-    assert_outcome(&auto.run(Op::Start), Outcome::Failed(FailClass::Hard), "fsck -a");
+    assert_outcome(
+        &auto.run(Op::Start),
+        Outcome::Failed(FailClass::Hard),
+        "fsck -a",
+    );
     // never: straight to mount(2), which fails on its own
     let never = blank.fs_on(&dev, "mnt", "ext2", &[("fsck", "never")]);
     let r = never.run(Op::Start);
@@ -450,7 +651,12 @@ fn fsck_runs_for_ext2_under_auto_and_failures_stop_the_start() {
 fn xfs_cycle() {
     // mkfs.xfs wants at least 300 MiB (sparse: little real space)
     let s = Scratch::new(320, Some(&["mkfs.xfs", "-q", "-f"]));
-    let fs = s.fs_on(&s.dev.display().to_string(), "mnt", "xfs", &[("options", "noatime,inode64")]);
+    let fs = s.fs_on(
+        &s.dev.display().to_string(),
+        "mnt",
+        "xfs",
+        &[("options", "noatime,inode64")],
+    );
     let mnt = s.path("mnt");
     assert_outcome(&fs.run(Op::Start), Outcome::Ok, "");
     assert_eq!(mounted_at(&mnt)[0].fstype, "xfs");
@@ -459,6 +665,9 @@ fn xfs_cycle() {
     assert_outcome(&fs.run(Op::Start), Outcome::Ok, "already mounted");
     let mut holder = sleeper(&mnt, Stdio::null(), false);
     assert_outcome(&fs.run(Op::Stop), Outcome::Ok, "");
-    assert_eq!(holder.ended_by(), Some(nix::sys::signal::Signal::SIGTERM as i32));
+    assert_eq!(
+        holder.ended_by(),
+        Some(nix::sys::signal::Signal::SIGTERM as i32)
+    );
     assert_outcome(&fs.run(Op::Monitor), Outcome::NotRunning, "");
 }

@@ -100,9 +100,35 @@ pub enum Fsck {
 /// Filesystem types that need no fsck before mounting (the OCF agent's
 /// list, plus btrfs and f2fs, whose fsck is a no-op or not for boot use).
 const NO_FSCK: &[&str] = &[
-    "ext4", "ext4dev", "ext3", "reiserfs", "reiser4", "nss", "xfs", "jfs", "vfat", "fat", "nfs4",
-    "nfs", "efs", "cifs", "smbfs", "ocfs2", "gfs2", "none", "lustre", "glusterfs", "ceph", "tmpfs",
-    "overlay", "overlayfs", "rozofs", "zfs", "cvfs", "btrfs", "f2fs",
+    "ext4",
+    "ext4dev",
+    "ext3",
+    "reiserfs",
+    "reiser4",
+    "nss",
+    "xfs",
+    "jfs",
+    "vfat",
+    "fat",
+    "nfs4",
+    "nfs",
+    "efs",
+    "cifs",
+    "smbfs",
+    "ocfs2",
+    "gfs2",
+    "none",
+    "lustre",
+    "glusterfs",
+    "ceph",
+    "tmpfs",
+    "overlay",
+    "overlayfs",
+    "rozofs",
+    "zfs",
+    "cvfs",
+    "btrfs",
+    "f2fs",
 ];
 
 /// How long SIGKILLed holders get to die before stop gives up.
@@ -208,7 +234,10 @@ enum State {
     Covered { top: MountInfo },
     /// The device is not at the directory; `at_dir` is what is there
     /// instead, `elsewhere` where the device is mounted.
-    NotHere { at_dir: Option<MountInfo>, elsewhere: Vec<PathBuf> },
+    NotHere {
+        at_dir: Option<MountInfo>,
+        elsewhere: Vec<PathBuf>,
+    },
 }
 
 /// What identifies the device's mounts: its device number when the node
@@ -223,7 +252,7 @@ impl DevId {
     fn matches(&self, m: &MountInfo) -> bool {
         match self.numbers {
             Some(n) => m.dev() == n,
-            None => self.names.iter().any(|s| *s == m.source),
+            None => self.names.contains(&m.source),
         }
     }
 }
@@ -244,23 +273,39 @@ fn classify(mounts: &[MountInfo], dir: &Path, id: &DevId) -> State {
         .map(|m| m.mount_point.clone())
         .collect();
     elsewhere.dedup();
-    State::NotHere { at_dir: top.cloned(), elsewhere }
+    State::NotHere {
+        at_dir: top.cloned(),
+        elsewhere,
+    }
 }
 
 fn show(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ok(reason: Option<String>) -> BuiltinResult {
-    BuiltinResult { outcome: Outcome::Ok, reason }
+    BuiltinResult {
+        outcome: Outcome::Ok,
+        reason,
+    }
 }
 
 fn failed(class: FailClass, reason: impl Into<String>) -> BuiltinResult {
-    BuiltinResult { outcome: Outcome::Failed(class), reason: Some(reason.into()) }
+    BuiltinResult {
+        outcome: Outcome::Failed(class),
+        reason: Some(reason.into()),
+    }
 }
 
 fn not_running(reason: impl Into<String>) -> BuiltinResult {
-    BuiltinResult { outcome: Outcome::NotRunning, reason: Some(reason.into()) }
+    BuiltinResult {
+        outcome: Outcome::NotRunning,
+        reason: Some(reason.into()),
+    }
 }
 
 fn read_mounts() -> Result<Vec<MountInfo>, BuiltinResult> {
@@ -273,10 +318,18 @@ impl Filesystem {
     /// to a default).
     pub fn from_params(params: &BTreeMap<String, String>) -> Result<Filesystem, Vec<ParamError>> {
         let mut errs = Vec::new();
-        let mut err = |p: &str, m: String| errs.push(ParamError { param: p.into(), message: m });
+        let mut err = |p: &str, m: String| {
+            errs.push(ParamError {
+                param: p.into(),
+                message: m,
+            })
+        };
         for k in params.keys() {
             if !PARAMS.contains(&k.as_str()) {
-                err(k, format!("unknown parameter (known: {})", PARAMS.join(", ")));
+                err(
+                    k,
+                    format!("unknown parameter (known: {})", PARAMS.join(", ")),
+                );
             }
         }
         let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -287,11 +340,15 @@ impl Filesystem {
                 String::new()
             }
             Some(d) => {
-                let tagged = ["UUID=", "LABEL="]
-                    .iter()
-                    .any(|t| d.strip_prefix(t).is_some_and(|r| !r.is_empty() && !r.contains('/')));
+                let tagged = ["UUID=", "LABEL="].iter().any(|t| {
+                    d.strip_prefix(t)
+                        .is_some_and(|r| !r.is_empty() && !r.contains('/'))
+                });
                 if !tagged && !d.starts_with('/') {
-                    err("device", format!("`{d}` is neither an absolute path nor UUID=/LABEL="));
+                    err(
+                        "device",
+                        format!("`{d}` is neither an absolute path nor UUID=/LABEL="),
+                    );
                 }
                 d.to_string()
             }
@@ -316,7 +373,10 @@ impl Filesystem {
         };
         let fstype = match get("fstype") {
             None => {
-                err("fstype", "required (mount(2) does not probe the type)".into());
+                err(
+                    "fstype",
+                    "required (mount(2) does not probe the type)".into(),
+                );
                 String::new()
             }
             Some(t) if t.contains(|c: char| c.is_whitespace() || c == ',' || c == '/') => {
@@ -467,7 +527,10 @@ impl Filesystem {
             },
             Err(_) => DevId {
                 numbers: None,
-                names: vec![self.device.clone(), self.device_path().display().to_string()],
+                names: vec![
+                    self.device.clone(),
+                    self.device_path().display().to_string(),
+                ],
             },
         }
     }
@@ -483,7 +546,10 @@ impl Filesystem {
         if m.shut_down() {
             return failed(
                 FailClass::Soft,
-                format!("the filesystem at {} was shut down (I/O fails)", dir.display()),
+                format!(
+                    "the filesystem at {} was shut down (I/O fails)",
+                    dir.display()
+                ),
             );
         }
         if !self.read_only && m.read_only() {
@@ -494,7 +560,10 @@ impl Filesystem {
             };
             return failed(
                 FailClass::Soft,
-                format!("{} is read-only ({why}) but should be read-write", dir.display()),
+                format!(
+                    "{} is read-only ({why}) but should be read-write",
+                    dir.display()
+                ),
             );
         }
         if self.read_only && !m.read_only() {
@@ -538,7 +607,10 @@ impl Filesystem {
                     dir.display()
                 ),
             ),
-            State::NotHere { at_dir: Some(other), .. } => not_running(format!(
+            State::NotHere {
+                at_dir: Some(other),
+                ..
+            } => not_running(format!(
                 "{} is not mounted ({} holds {} from {})",
                 self.device,
                 dir.display(),
@@ -558,7 +630,10 @@ impl Filesystem {
             Ok(r) => r,
             Err(e) => return failed(FailClass::Hard, e),
         };
-        let id = DevId { numbers: Some(numbers), names: vec![] };
+        let id = DevId {
+            numbers: Some(numbers),
+            names: vec![],
+        };
         let mounts = match read_mounts() {
             Ok(m) => m,
             Err(r) => return r,
@@ -566,15 +641,27 @@ impl Filesystem {
         let mut dir = self.real_dir();
         match classify(&mounts, &dir, &id) {
             State::Mounted(m) => {
-                return self.judge(&m, &dir, Some(format!("already mounted at {}", dir.display())));
+                return self.judge(
+                    &m,
+                    &dir,
+                    Some(format!("already mounted at {}", dir.display())),
+                );
             }
             State::Covered { top } => {
                 return failed(
                     FailClass::Hard,
-                    format!("{} is mounted at {} under {}", self.device, dir.display(), top.source),
+                    format!(
+                        "{} is mounted at {} under {}",
+                        self.device,
+                        dir.display(),
+                        top.source
+                    ),
                 );
             }
-            State::NotHere { at_dir: Some(other), .. } => {
+            State::NotHere {
+                at_dir: Some(other),
+                ..
+            } => {
                 return failed(
                     FailClass::Hard,
                     format!(
@@ -605,12 +692,21 @@ impl Filesystem {
         if !below.is_empty() {
             return failed(
                 FailClass::Hard,
-                format!("mounts below {} would be hidden: {}", dir.display(), show(&below)),
+                format!(
+                    "mounts below {} would be hidden: {}",
+                    dir.display(),
+                    show(&below)
+                ),
             );
         }
         match std::fs::metadata(&dir) {
             Ok(md) if md.is_dir() => {}
-            Ok(_) => return failed(FailClass::Hard, format!("{} is not a directory", dir.display())),
+            Ok(_) => {
+                return failed(
+                    FailClass::Hard,
+                    format!("{} is not a directory", dir.display()),
+                );
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.create_directory => {
                 if let Err(e) = std::fs::create_dir_all(&dir) {
                     return failed(FailClass::Hard, format!("creating {}: {e}", dir.display()));
@@ -654,7 +750,11 @@ impl Filesystem {
                     dev.display(),
                     dir.display(),
                     self.fstype,
-                    if self.options.is_empty() { String::new() } else { format!(", {}", self.options) }
+                    if self.options.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", self.options)
+                    }
                 ),
             );
         }
@@ -666,7 +766,10 @@ impl Filesystem {
             State::Mounted(m) => self.judge(&m, &dir, None),
             other => failed(
                 FailClass::Soft,
-                format!("mount(2) succeeded but mountinfo shows {other:?} at {}", dir.display()),
+                format!(
+                    "mount(2) succeeded but mountinfo shows {other:?} at {}",
+                    dir.display()
+                ),
             ),
         }
     }
@@ -687,8 +790,14 @@ impl Filesystem {
             .spawn()
             .map_err(|e| failed(FailClass::Hard, format!("cannot run fsck: {e}")))?;
         let readers: Vec<_> = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -729,7 +838,11 @@ impl Filesystem {
         match status.map(|s| s.code()) {
             None => Err(failed(
                 FailClass::Hard,
-                format!("fsck of {} still running after {:?}: killed", dev.display(), self.fsck_timeout),
+                format!(
+                    "fsck of {} still running after {:?}: killed",
+                    dev.display(),
+                    self.fsck_timeout
+                ),
             )),
             Some(Some(c)) if c < 4 => Ok(()),
             Some(c) => Err(failed(
@@ -755,7 +868,10 @@ impl Filesystem {
             if unmounted > 16 || einval > 3 {
                 return failed(
                     FailClass::Soft,
-                    format!("{} does not go away after {unmounted} unmounts", dir.display()),
+                    format!(
+                        "{} does not go away after {unmounted} unmounts",
+                        dir.display()
+                    ),
                 );
             }
             let mounts = match read_mounts() {
@@ -774,7 +890,9 @@ impl Filesystem {
                             ),
                         );
                     }
-                    return ok((unmounted == 0).then(|| format!("{} was not mounted", dir.display())));
+                    return ok(
+                        (unmounted == 0).then(|| format!("{} was not mounted", dir.display()))
+                    );
                 }
                 State::Covered { top } => {
                     return failed(
@@ -822,8 +940,12 @@ impl Filesystem {
             if kill_at.is_none() && since_term >= self.kill_timeout {
                 kill_at = Some(now);
             }
-            let sig = if kill_at.is_some() { Signal::SIGKILL } else { Signal::SIGTERM };
-            for (&pid, _) in &holders {
+            let sig = if kill_at.is_some() {
+                Signal::SIGKILL
+            } else {
+                Signal::SIGTERM
+            };
+            for &pid in holders.keys() {
                 // SIGTERM once per process; SIGKILL on every round
                 if sig == Signal::SIGKILL || signalled.insert(pid) {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
@@ -837,8 +959,10 @@ impl Filesystem {
                         dir.display()
                     )
                 } else {
-                    let list: Vec<String> =
-                        holders.iter().map(|(p, what)| format!("{p} ({what})")).collect();
+                    let list: Vec<String> = holders
+                        .iter()
+                        .map(|(p, what)| format!("{p} ({what})"))
+                        .collect();
                     format!(
                         "{} stays busy after SIGTERM and SIGKILL; still held by PID {}",
                         dir.display(),
@@ -908,11 +1032,17 @@ mod tests {
     use super::*;
 
     fn params(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn base() -> Vec<(&'static str, &'static str)> {
-        vec![("device", "/dev/drbd0"), ("directory", "/srv/data/"), ("fstype", "ext4")]
+        vec![
+            ("device", "/dev/drbd0"),
+            ("directory", "/srv/data/"),
+            ("fstype", "ext4"),
+        ]
     }
 
     #[test]
@@ -920,7 +1050,10 @@ mod tests {
         let fs = Filesystem::from_params(&params(&base())).unwrap();
         assert_eq!(fs.directory(), Path::new("/srv/data"));
         assert_eq!(fs.fsck(), Fsck::Auto);
-        assert!(!fs.fsck_needed(), "ext4 replays its journal: no fsck under auto");
+        assert!(
+            !fs.fsck_needed(),
+            "ext4 replays its journal: no fsck under auto"
+        );
         assert_eq!(fs.kill_timeout(), Duration::from_secs(5));
         assert!(fs.create_directory);
         assert!(!fs.check_io);
@@ -968,7 +1101,11 @@ mod tests {
         assert_eq!(f, MsFlags::empty());
         assert_eq!(d, None);
         assert!(parse_options("bind").unwrap_err().contains("bind"));
-        assert!(parse_options("loop=/dev/loop0").unwrap_err().contains("loop"));
+        assert!(
+            parse_options("loop=/dev/loop0")
+                .unwrap_err()
+                .contains("loop")
+        );
     }
 
     #[test]
@@ -1004,23 +1141,38 @@ mod tests {
             .collect(),
             "{e:?}"
         );
-        assert!(e.iter().any(|e| e.to_string().starts_with("fstype: required")));
-        assert!(e.iter().any(|e| e.to_string().starts_with("fs_type: unknown parameter")));
+        assert!(
+            e.iter()
+                .any(|e| e.to_string().starts_with("fstype: required"))
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.to_string().starts_with("fs_type: unknown parameter"))
+        );
         // missing device and directory; a relative directory; `..`
         let e = Filesystem::from_params(&params(&[("fstype", "ext4")])).unwrap_err();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].to_string(), "device: required");
         let mut kv = base();
         kv[1] = ("directory", "srv");
-        assert_eq!(Filesystem::from_params(&params(&kv)).unwrap_err()[0].param, "directory");
+        assert_eq!(
+            Filesystem::from_params(&params(&kv)).unwrap_err()[0].param,
+            "directory"
+        );
         kv[1] = ("directory", "/srv/../etc");
-        assert_eq!(Filesystem::from_params(&params(&kv)).unwrap_err()[0].param, "directory");
+        assert_eq!(
+            Filesystem::from_params(&params(&kv)).unwrap_err()[0].param,
+            "directory"
+        );
         // tags are accepted
         kv[1] = ("directory", "/srv");
         kv[0] = ("device", "UUID=0f3c-11");
         assert!(Filesystem::from_params(&params(&kv)).is_ok());
         kv[0] = ("device", "LABEL=");
-        assert_eq!(Filesystem::from_params(&params(&kv)).unwrap_err()[0].param, "device");
+        assert_eq!(
+            Filesystem::from_params(&params(&kv)).unwrap_err()[0].param,
+            "device"
+        );
     }
 
     #[test]
@@ -1044,17 +1196,35 @@ mod tests {
 ",
         )
         .unwrap();
-        let id = DevId { numbers: Some((147, 0)), names: vec![] };
-        assert!(matches!(classify(&ms, Path::new("/srv/data"), &id), State::Mounted(_)));
+        let id = DevId {
+            numbers: Some((147, 0)),
+            names: vec![],
+        };
+        assert!(matches!(
+            classify(&ms, Path::new("/srv/data"), &id),
+            State::Mounted(_)
+        ));
         match classify(&ms, Path::new("/srv/other"), &id) {
-            State::NotHere { at_dir: Some(m), elsewhere } => {
+            State::NotHere {
+                at_dir: Some(m),
+                elsewhere,
+            } => {
                 assert_eq!(m.source, "/dev/drbd1");
-                assert_eq!(elsewhere, vec![PathBuf::from("/srv/data"), PathBuf::from("/export/x")]);
+                assert_eq!(
+                    elsewhere,
+                    vec![PathBuf::from("/srv/data"), PathBuf::from("/export/x")]
+                );
             }
             s => panic!("{s:?}"),
         }
         // by name when the device node is gone
-        let id = DevId { numbers: None, names: vec!["/dev/drbd1".into()] };
-        assert!(matches!(classify(&ms, Path::new("/srv/other"), &id), State::Mounted(_)));
+        let id = DevId {
+            numbers: None,
+            names: vec!["/dev/drbd1".into()],
+        };
+        assert!(matches!(
+            classify(&ms, Path::new("/srv/other"), &id),
+            State::Mounted(_)
+        ));
     }
 }

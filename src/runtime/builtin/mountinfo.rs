@@ -53,7 +53,10 @@ impl MountInfo {
     /// superblock `rw` and refuses writes through that flag).
     pub fn read_only(&self) -> bool {
         self.mount_options.iter().any(|o| o == "ro")
-            || self.super_options.iter().any(|o| o == "ro" || o == "emergency_ro")
+            || self
+                .super_options
+                .iter()
+                .any(|o| o == "ro" || o == "emergency_ro")
     }
 
     /// Whether the filesystem says it was shut down (ext4 `shutdown`, after
@@ -96,7 +99,9 @@ pub fn unescape(field: &str) -> Vec<u8> {
             && i + 3 < b.len()
             && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            let v = u32::from(b[i + 1] - b'0') * 64 + u32::from(b[i + 2] - b'0') * 8 + u32::from(b[i + 3] - b'0');
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
             if let Ok(byte) = u8::try_from(v) {
                 out.push(byte);
                 i += 4;
@@ -114,7 +119,11 @@ fn path(field: &str) -> PathBuf {
 }
 
 fn options(field: &str) -> Vec<String> {
-    field.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+    field
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parses one line (without its newline).
@@ -126,12 +135,19 @@ pub fn parse_line(line: &str) -> Result<MountInfo, ParseError> {
         .position(|f| *f == "-")
         .ok_or_else(|| err("no ` - ` separator before the filesystem type".into()))?;
     if sep < 6 {
-        return Err(err(format!("{sep} fields before the separator, want at least 6")));
+        return Err(err(format!(
+            "{sep} fields before the separator, want at least 6"
+        )));
     }
     if fields.len() < sep + 4 {
-        return Err(err("want fstype, source and super options after the separator".into()));
+        return Err(err(
+            "want fstype, source and super options after the separator".into(),
+        ));
     }
-    let num = |name: &str, s: &str| s.parse::<u32>().map_err(|_| err(format!("{name} `{s}` is not a number")));
+    let num = |name: &str, s: &str| {
+        s.parse::<u32>()
+            .map_err(|_| err(format!("{name} `{s}` is not a number")))
+    };
     let (major, minor) = fields[2]
         .split_once(':')
         .ok_or_else(|| err(format!("device `{}` is not major:minor", fields[2])))?;
@@ -143,7 +159,11 @@ pub fn parse_line(line: &str) -> Result<MountInfo, ParseError> {
         root: path(fields[3]),
         mount_point: path(fields[4]),
         mount_options: options(fields[5]),
-        optional: fields[6..sep].iter().filter(|s| !s.is_empty()).map(|s| s.to_string()).collect(),
+        optional: fields[6..sep]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_string())
+            .collect(),
         fstype: fields[sep + 1].to_string(),
         source: String::from_utf8_lossy(&unescape(fields[sep + 2])).into_owned(),
         // super options never contain spaces, but join anything left so a
@@ -189,7 +209,8 @@ mod tests {
     use super::*;
 
     /// The example from proc(5).
-    const MAN: &str = "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue";
+    const MAN: &str =
+        "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue";
 
     #[test]
     fn man_page_example() {
@@ -245,7 +266,10 @@ mod tests {
         assert_eq!(ms[3].fstype, "autofs");
         assert_eq!(ms[3].source, "systemd-1");
         // escapes in the mount point
-        assert_eq!(ms[4].mount_point, Path::new("/var/tmp/hapair-fs.Ab12/mnt one\ttwo"));
+        assert_eq!(
+            ms[4].mount_point,
+            Path::new("/var/tmp/hapair-fs.Ab12/mnt one\ttwo")
+        );
         assert_eq!(ms[4].dev(), (7, 3));
         assert_eq!(ms[4].mount_options, vec!["rw", "noatime"]);
         // bind mount: same device, root is the subdirectory
@@ -254,7 +278,11 @@ mod tests {
         // read-only per mount, and read-only in the superblock only
         assert!(ms[6].read_only());
         assert!(ms[7].read_only());
-        assert!(ms[7].super_options.contains(&"errors=remount-ro".to_string()));
+        assert!(
+            ms[7]
+                .super_options
+                .contains(&"errors=remount-ro".to_string())
+        );
         assert!(!ms[4].read_only());
         // escapes in the source too
         assert_eq!(ms[8].mount_point, Path::new("/srv/back\\slash"));
