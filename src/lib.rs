@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod keys;
 pub mod membership;
+pub mod preflight;
 pub mod proto;
 pub mod runtime;
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod demo;
 mod drbd_cli;
 mod heartbeat_cli;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,50 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Operator(hapair::cli::OperatorCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (hapair.8 and one per subcommand) into DIR.
+    Man {
+        /// Output directory.
+        dir: PathBuf,
+    },
+    /// Run the daemon (in the foreground; systemd's `hapair.service` runs
+    /// this): heartbeats, the lease, fencing and the resource stack.
+    Run {
+        /// The config file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// This node's name in the config [default: the host name].
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Check a config file: every problem with its key path and line.
+    Validate {
+        /// The config file.
+        #[arg(default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check this node before starting the daemon: config, key file, links,
+    /// lease device, data devices, agents, fence agents, self-fence.
+    Preflight {
+        /// The config file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// This node's name in the config [default: the host name].
+        #[arg(long)]
+        node: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run, list and describe resource agents (ocf:PROVIDER:TYPE, lsb:NAME,
     /// systemd:UNIT) exactly as the daemon runs them.
     #[command(subcommand)]
@@ -60,9 +105,101 @@ fn parse_sector(s: &str) -> Result<u32, String> {
     }
 }
 
+const DEFAULT_CONFIG: &str = "/etc/hapair/hapair.toml";
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn validate(path: &std::path::Path, json: bool) -> ExitCode {
+    match hapair::config::load(path) {
+        Ok(l) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": path, "valid": true, "problems": [], "warnings": l.warnings.iter().map(|w| serde_json::json!({"path": w.path, "line": w.line, "message": w.message})).collect::<Vec<_>>()})
+                );
+            } else {
+                for w in &l.warnings {
+                    println!("warning: {w}");
+                }
+                println!("{}: valid", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(hapair::config::LoadError::Invalid { path: p, problems }) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": p, "valid": false, "problems": problems.iter().map(|w| serde_json::json!({"path": w.path, "line": w.line, "message": w.message})).collect::<Vec<_>>()})
+                );
+            } else {
+                eprint!("{}", hapair::config::render_problems(&problems, &p));
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": path, "valid": false, "error": e.to_string()})
+                );
+            } else {
+                eprintln!("hapair: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn preflight(config: &std::path::Path, node: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = hapair::config::load(config)?.config;
+    let me = hapair::runtime::daemon::local_node(&cfg, node)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let checks = rt.block_on(hapair::preflight::run(&cfg, me));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", hapair::preflight::render(&checks));
+    }
+    Ok(if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Operator(c) => return hapair::cli::run(c),
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            hapair::cli::completions(shell, &mut cmd, &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            hapair::cli::man_pages(&cmd, &dir).map_err(anyhow::Error::from)
+        }
+        Cmd::Run { config, node } => {
+            init_tracing();
+            hapair::runtime::daemon::main(hapair::runtime::daemon::Options { config, node })
+        }
+        Cmd::Validate { config, json } => return validate(&config, json),
+        Cmd::Preflight { config, node, json } => match preflight(&config, node.as_deref(), json) {
+            Ok(c) => return c,
+            Err(e) => Err(e),
+        },
         Cmd::Demo {
             sector_size,
             lock_timeout,

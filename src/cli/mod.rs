@@ -333,5 +333,23 @@ pub fn completions(shell: clap_complete::Shell, cmd: &mut clap::Command, out: &m
 /// (`hapair.1`, `hapair-status.1`, `hapair-fence-confirm.1`, ...).
 pub fn man_pages(cmd: &clap::Command, dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    clap_mangen::generate_to(cmd.clone(), dir)
+    // section 8: system administration commands (hapair runs as root)
+    fn write(cmd: &clap::Command, name: &str, dir: &Path) -> io::Result<()> {
+        let cmd = cmd.clone().bin_name(name.replace('-', " "));
+        let mut f = std::fs::File::create(dir.join(format!("{name}.8")))?;
+        clap_mangen::Man::new(cmd.clone())
+            .title(name.to_uppercase())
+            .section("8")
+            .render(&mut f)?;
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            write(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    let mut cmd = cmd.clone();
+    cmd.build();
+    write(&cmd, cmd.get_name(), dir)
 }

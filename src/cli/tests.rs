@@ -702,19 +702,19 @@ fn man_pages_one_per_subcommand_and_completions() {
     assert_eq!(
         names,
         [
-            "hapair-cleanup.1",
-            "hapair-fence-confirm.1",
-            "hapair-fence.1",
-            "hapair-maintenance.1",
-            "hapair-move.1",
-            "hapair-online.1",
-            "hapair-standby.1",
-            "hapair-status.1",
-            "hapair-unmove.1",
-            "hapair.1",
+            "hapair-cleanup.8",
+            "hapair-fence-confirm.8",
+            "hapair-fence.8",
+            "hapair-maintenance.8",
+            "hapair-move.8",
+            "hapair-online.8",
+            "hapair-standby.8",
+            "hapair-status.8",
+            "hapair-unmove.8",
+            "hapair.8",
         ]
     );
-    let page = std::fs::read_to_string(dir.path().join("hapair-fence-confirm.1")).unwrap();
+    let page = std::fs::read_to_string(dir.path().join("hapair-fence-confirm.8")).unwrap();
     assert!(page.contains("split brain"), "{page}");
 
     let mut out = Vec::new();

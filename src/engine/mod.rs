@@ -204,6 +204,54 @@ impl Engine {
         &self.cfg
     }
 
+    /// Takes a new configuration while running (SIGHUP). Only what can
+    /// change safely under a running stack may differ: resource timeouts
+    /// and monitor intervals, migration threshold, failure timeout, fence
+    /// levels and delay, start delay, retry interval. The nodes, the lease
+    /// timing and the stack itself (names, kinds, order) need a restart;
+    /// then nothing changes and the reason comes back.
+    pub fn reconfigure(&mut self, cfg: EngineConfig) -> Result<(), String> {
+        let old = &self.cfg;
+        let mut fixed = Vec::new();
+        if (&old.me, &old.peer, old.preferred) != (&cfg.me, &cfg.peer, cfg.preferred) {
+            fixed.push("nodes");
+        }
+        if (
+            old.lock_timeout,
+            old.collision_timeout,
+            old.monitor_interval,
+            old.margin,
+            old.max_io,
+        ) != (
+            cfg.lock_timeout,
+            cfg.collision_timeout,
+            cfg.monitor_interval,
+            cfg.margin,
+            cfg.max_io,
+        ) || old.stop_budget != cfg.stop_budget
+        {
+            fixed.push("lease timing");
+        }
+        let shape = |c: &EngineConfig| {
+            c.resources
+                .iter()
+                .map(|r| (r.name.clone(), r.kind))
+                .collect::<Vec<_>>()
+        };
+        if shape(old) != shape(&cfg) {
+            fixed.push("the resource stack (names, kinds, order)");
+        }
+        if !fixed.is_empty() {
+            return Err(format!(
+                "{} changed: restart hapair on this node to apply",
+                fixed.join(", ")
+            ));
+        }
+        cfg.validate().map_err(|e| e.to_string())?;
+        self.cfg = cfg;
+        Ok(())
+    }
+
     /// The phase of the local stack.
     pub fn phase(&self) -> Phase {
         self.phase

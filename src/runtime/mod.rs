@@ -2,9 +2,12 @@
 //! pure state machines' outputs out and feed results back. Nothing in here
 //! decides anything.
 
-pub mod control;
-pub mod fence;
 pub mod builtin;
+pub mod control;
+pub mod daemon;
+pub mod drbd;
+pub mod exec;
+pub mod fence;
 pub mod heartbeat;
 pub mod lease_io;
 pub mod metrics;

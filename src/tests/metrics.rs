@@ -486,4 +486,3 @@ fn shutdown_stops_serving() {
         0
     );
 }
-

@@ -1,0 +1,181 @@
+//! `hapair run` as a real process on this host: a single node (its peer
+//! never answers) with the lease on a scratch loop device and a stack of
+//! `ocf:heartbeat:Dummy` resources, driven through start, a monitor
+//! failure and local restart, SIGHUP with a bad and a good file, and
+//! SIGTERM, which must stop the stack and release the lease.
+//!
+//! Needs root, loop devices and the resource-agents package (`.ci/test`
+//! installs it). Heartbeats go to 127.0.0.1 only.
+#![allow(clippy::cast_possible_truncation)]
+
+#[path = "daemon_support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use sfex::format::Status;
+use support::{Daemon, Setup};
+
+fn running(s: &Setup, names: &[&str]) -> bool {
+    names.iter().all(|n| s.path(&format!("{n}.state")).exists())
+}
+
+#[test]
+fn single_node_dummy_stack_start_fail_restart_reload_stop() {
+    let s = Setup::new();
+    let cfg = s.write_config(&s.config(&s.stack()));
+    let mut d = Daemon::start(&s, &cfg);
+
+    // start: the peer never answers, the lease is free: alpha takes it and
+    // starts the stack bottom up
+    d.wait_for("the stack to run", Duration::from_secs(30), |log| {
+        log.contains("stack running here")
+    });
+    assert!(
+        running(&s, &["db", "fs", "ip"]),
+        "every Dummy state file exists"
+    );
+    let lock = s.lock();
+    assert_eq!(lock.status, Status::Locked);
+    assert_eq!(lock.nodename.as_bytes(), b"alpha");
+    let log = d.log();
+    let order: Vec<usize> = ["db", "fs", "ip"]
+        .iter()
+        .map(|n| {
+            log.find(&format!("resource={n} op=start"))
+                .unwrap_or_else(|| panic!("no start of {n} in the log:\n{log}"))
+        })
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "bottom up: {order:?}"
+    );
+
+    // the operator's view through the control socket
+    let st = s.status();
+    assert_eq!(st["node"], "alpha");
+    assert_eq!(st["lease"]["holder"], "alpha", "{st:#}");
+    let states: Vec<&str> = st["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(states, ["running", "running", "running"], "{st:#}");
+    assert_eq!(st["nodes"][1]["state"], "offline", "{st:#}");
+    let (rc, human) = s.cli(&["status"]);
+    assert_eq!(rc, 0, "{human}");
+    assert!(
+        human.lines().all(|l| l.chars().count() <= 80),
+        "80 columns:\n{human}"
+    );
+    assert!(human.contains("beta"), "{human}");
+
+    // monitor failure: the middle resource vanishes; the engine stops what
+    // is above it and restarts from it, fail count 1
+    std::fs::remove_file(s.path("fs.state")).expect("remove fs state");
+    d.wait_for("fs to fail and restart", Duration::from_secs(20), |log| {
+        log.contains("fs monitor failed (fail count 1)")
+            && log.matches("stack running here").count() >= 2
+    });
+    assert!(running(&s, &["db", "fs", "ip"]));
+
+    let st = s.status();
+    assert_eq!(st["resources"][1]["fail_counts"]["alpha"], 1, "{st:#}");
+    assert!(
+        st["resources"][1]["last_failure"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("state file")),
+        "{st:#}"
+    );
+    // cleanup through the socket clears it
+    let (rc, out) = s.cli(&["cleanup", "fs"]);
+    assert_eq!(rc, 0, "{out}");
+    let st = s.status();
+    assert!(
+        st["resources"][1]["fail_counts"]["alpha"].is_null(),
+        "{st:#}"
+    );
+    // maintenance: resources are left alone, the lease is kept
+    let (rc, out) = s.cli(&["maintenance", "on"]);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(s.status()["maintenance"], true);
+    let (rc, out) = s.cli(&["maintenance", "off"]);
+    assert_eq!(rc, 0, "{out}");
+    // confirming a node that is not a node is refused with exit 1
+    let (rc, out) = s.cli(&["fence", "confirm", "gamma", "--yes"]);
+    assert_eq!(rc, 1, "{out}");
+
+    // SIGHUP with a broken file: keeps running on the old config
+    let good = std::fs::read_to_string(&cfg).expect("read config");
+    std::fs::write(
+        &cfg,
+        good.replace("lock_timeout = \"6s\"", "lock_timeout = \"soon\""),
+    )
+    .expect("break config");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for(
+        "the bad reload to be refused",
+        Duration::from_secs(10),
+        |log| log.contains("reload refused") && log.contains("lease.lock_timeout"),
+    );
+    // and with a good one
+    std::fs::write(&cfg, &good).expect("restore config");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for("the good reload", Duration::from_secs(10), |log| {
+        log.contains("reload: config unchanged")
+    });
+    // a change that is safe live (a monitor timeout) is applied...
+    std::fs::write(
+        &cfg,
+        good.replace("monitor_timeout = \"5s\"", "monitor_timeout = \"6s\""),
+    )
+    .expect("edit config");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for("the live reload", Duration::from_secs(10), |log| {
+        log.contains("reload: new config applied")
+    });
+    // ...one that needs a restart (the lease timing) is refused whole
+    std::fs::write(
+        &cfg,
+        good.replace("lock_timeout = \"6s\"", "lock_timeout = \"7s\""),
+    )
+    .expect("edit config");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for(
+        "the restart-only change refused",
+        Duration::from_secs(10),
+        |log| log.contains("reload refused: [lease] changed"),
+    );
+    std::fs::write(&cfg, &good).expect("restore config");
+    assert!(
+        running(&s, &["db", "fs", "ip"]),
+        "reloads do not touch the stack"
+    );
+
+    // SIGTERM: stack down top first, lease released, exit 0
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let st = d.wait_exit(Duration::from_secs(30));
+    let log = d.log();
+    assert!(st.success(), "exit status {st}; log:\n{log}");
+    assert!(
+        !running(&s, &["db"]) && !running(&s, &["fs"]) && !running(&s, &["ip"]),
+        "every Dummy stopped; log:\n{log}"
+    );
+    let lock = s.lock();
+    assert_eq!(lock.status, Status::Unlocked, "lease released; log:\n{log}");
+    let stop_order: Vec<usize> = ["ip", "fs", "db"]
+        .iter()
+        .map(|n| {
+            log.rfind(&format!("resource={n} op=stop"))
+                .unwrap_or_else(|| panic!("no stop of {n}:\n{log}"))
+        })
+        .collect();
+    assert!(
+        stop_order.windows(2).all(|w| w[0] < w[1]),
+        "top down: {stop_order:?}"
+    );
+    if std::env::var_os("HAPAIR_TEST_SHOW_LOG").is_some() {
+        eprintln!("{log}");
+    }
+}

@@ -1,0 +1,113 @@
+//! Idle cost of one daemon: `hapair run` with a three-resource
+//! `ocf:heartbeat:Dummy` stack, two links (on 127.0.0.1) at the default
+//! heartbeat rate, the lease on a loop device, running its stack; measured
+//! over a minute (`HAPAIR_IDLE_SECS` to change) once the stack runs.
+//!
+//! Prints the daemon's RSS (VmRSS, and VmHWM, the peak) and its own CPU
+//! (utime + stime of the daemon's threads; the agents' monitor children
+//! are counted apart, as the work Pacemaker's executor would also do).
+//! Targets (issue 9): RSS at most 10 MiB, idle CPU at most 0.1 % of a core.
+//!
+//! `cargo bench --bench idle` (root, loop devices, resource-agents).
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+
+#[path = "daemon_support.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Daemon, Setup};
+
+fn ticks_per_sec() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux ABI we run on
+    100.0
+}
+
+/// (utime + stime, cutime + cstime) in clock ticks.
+fn cpu(pid: i32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // fields after the ")" of the command name
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // rest[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17
+    (f[11] + f[12], f[13] + f[14])
+}
+
+fn status_kib(pid: i32, key: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let secs: u64 = std::env::var("HAPAIR_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let s = Setup::new();
+    // defaults for heartbeat timing and monitor intervals (10 s), two links
+    let text = s
+        .config(
+            &["db", "fs", "ip"]
+                .iter()
+                .map(|n| s.dummy(n).replace("monitor_interval = \"1s\"", "monitor_interval = \"10s\""))
+                .collect::<String>(),
+        )
+        .replace(
+            "keepalive = \"100ms\"\nwarntime = \"300ms\"\ndeadtime = \"500ms\"\ninitdead = \"1s\"\n",
+            "",
+        )
+        .replace(
+            "[lease]",
+            &format!(
+                "[[link]]\nname = \"lo2\"\nalpha = \"127.0.0.1:{}\"\nbeta = \"127.0.0.1:{}\"\n\n[lease]",
+                s.port + 2,
+                s.port + 3
+            ),
+        );
+    let cfg = s.write_config(&text);
+    let mut d = Daemon::start(&s, &cfg);
+    d.wait_for("the stack to run", Duration::from_secs(60), |log| {
+        log.contains("stack running here")
+    });
+    let pid = d.pid().as_raw();
+    // settle, then measure
+    std::thread::sleep(Duration::from_secs(2));
+    let (c0, k0) = cpu(pid);
+    let t0 = Instant::now();
+    let mut max_rss = 0;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        max_rss = max_rss.max(status_kib(pid, "VmRSS:"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (c1, k1) = cpu(pid);
+    let cpu_pct = (c1 - c0) as f64 / ticks_per_sec() / wall * 100.0;
+    let child_pct = (k1 - k0) as f64 / ticks_per_sec() / wall * 100.0;
+    let rss = status_kib(pid, "VmRSS:");
+    let hwm = status_kib(pid, "VmHWM:");
+    let threads = status_kib(pid, "Threads:");
+    println!(
+        "idle daemon over {wall:.0} s: 3 Dummy resources (monitor every 10 s), 2 links, keepalive default"
+    );
+    println!(
+        "  RSS now {:.2} MiB, max sampled {:.2} MiB, peak (VmHWM) {:.2} MiB  (target <= 10 MiB)",
+        rss as f64 / 1024.0,
+        max_rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    println!("  daemon CPU {cpu_pct:.3} % of one core  (target <= 0.1 %)");
+    println!("  agent children CPU {child_pct:.3} % (monitor runs of the Dummy agent)");
+    println!("  threads {threads}");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let st = d.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "daemon exit {st}");
+    let ok = hwm <= 10 * 1024 && cpu_pct <= 0.1;
+    println!("  {}", if ok { "targets met" } else { "TARGETS MISSED" });
+}
