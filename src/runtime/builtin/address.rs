@@ -212,6 +212,15 @@ fn bump_generation(key: GenKey) {
     }
 }
 
+/// Drops `t` on a short-lived thread: closing a packet socket waits for an
+/// RCU grace period (`synchronize_net` in the kernel's `packet_release`,
+/// ~10 ms), which start need not wait for.
+fn drop_off_path<T: Send + 'static>(t: T) {
+    let _ = std::thread::Builder::new()
+        .name("hapair-close".into())
+        .spawn(move || drop(t));
+}
+
 /// Where the address goes: the interface and the prefix.
 struct Placement {
     link: Link,
@@ -511,6 +520,8 @@ impl Address {
         let present = self.ours(&addrs).next().is_some();
         let iface = arp::iface(&nic);
         let mut notes = Vec::new();
+        // the probe's socket, kept for the announcements
+        let mut arp_sock = None;
         if !present {
             if let IpAddr::V4(v4) = self.ip
                 && !self.dad_timeout.is_zero()
@@ -519,7 +530,11 @@ impl Address {
                     .as_ref()
                     .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
                     .and_then(|i| ArpSocket::open(*i))
-                    .and_then(|s| s.probe(v4, self.dad_timeout));
+                    .and_then(|s| {
+                        let r = s.probe(v4, self.dad_timeout);
+                        arp_sock = Some(s);
+                        r
+                    });
                 match probe {
                     Ok(Some(mac)) => {
                         return failed(
@@ -543,12 +558,15 @@ impl Address {
         if self.arp_count > 0 {
             match iface {
                 Ok(i) => {
-                    if let Err(e) = self.announce(i) {
+                    if let Err(e) = self.announce(i, arp_sock.take()) {
                         notes.push(format!("announcement on {nic} not sent: {e}"));
                     }
                 }
                 Err(e) => notes.push(format!("announcement on {nic} not sent: {e}")),
             }
+        }
+        if let Some(s) = arp_sock {
+            drop_off_path(s);
         }
         if present {
             notes.insert(0, format!("{} was already on {nic}", self.ip));
@@ -612,12 +630,16 @@ impl Address {
         }
     }
 
-    /// Sends the first announcement now, the others from a thread.
-    fn announce(&self, iface: Iface) -> std::io::Result<()> {
+    /// Sends the first announcement now, the others from a thread (which
+    /// also closes the socket: see [`drop_off_path`]).
+    fn announce(&self, iface: Iface, sock: Option<ArpSocket>) -> std::io::Result<()> {
         let ip = self.ip;
         let send: Box<dyn Fn() -> std::io::Result<()> + Send> = match ip {
             IpAddr::V4(v4) => {
-                let s = ArpSocket::open(iface)?;
+                let s = match sock {
+                    Some(s) => s,
+                    None => ArpSocket::open(iface)?,
+                };
                 let frame = arp::gratuitous_arp(iface.mac, v4);
                 Box::new(move || s.send(&frame))
             }
@@ -645,6 +667,8 @@ impl Address {
                         }
                     }
                 })?;
+        } else {
+            drop_off_path(send);
         }
         Ok(())
     }

@@ -3,17 +3,16 @@
 //! gratuitous ARP / unsolicited neighbour advertisement after adding an
 //! address.
 //!
-//! No `unsafe`: the link-layer address a packet socket is bound to
+//! No `unsafe`: the link-layer address a packet socket sends to
 //! (`sockaddr_ll`) comes from `getifaddrs(3)` (nix's safe wrapper), whose
-//! `AF_PACKET` entry for the interface carries its index and MAC; bound to
-//! it, a raw `AF_PACKET` socket sends whole Ethernet frames with plain
-//! `send` and reads only that interface's ARP frames. The IPv6
+//! `AF_PACKET` entry for the interface carries its index and MAC; a raw
+//! `AF_PACKET` socket sends whole Ethernet frames to it with `sendto` and
+//! keeps only that interface's ARP frames (`recvfrom` names the interface). The IPv6
 //! advertisement goes through a raw ICMPv6 socket (the kernel fills in the
 //! checksum), addressed with an ordinary `SocketAddrV6`.
 //!
 //! Frame building and parsing are pure functions, tested on their own.
 
-use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -168,7 +167,14 @@ pub fn iface(nic: &str) -> std::io::Result<Iface> {
     ))
 }
 
-/// A raw `AF_PACKET` socket for ARP frames, bound to one interface.
+/// A raw `AF_PACKET` socket for ARP frames on one interface.
+///
+/// Not bound: binding a packet socket that already has a protocol waits
+/// for an RCU grace period (`synchronize_net`, ~10 ms here), so the socket
+/// gets its protocol (ARP) at creation, sends with `sendto` to the
+/// interface's `sockaddr_ll` and drops frames from other interfaces on
+/// receipt. Closing one waits for a grace period too: callers drop it off
+/// their hot path (see `Address::announce`).
 #[derive(Debug)]
 pub struct ArpSocket {
     sock: socket2::Socket,
@@ -177,18 +183,24 @@ pub struct ArpSocket {
 }
 
 impl ArpSocket {
-    /// Opens the socket and binds it to `iface`.
+    /// Opens the socket for `iface`.
     pub fn open(iface: Iface) -> std::io::Result<ArpSocket> {
         let proto = socket2::Protocol::from(i32::from(ETH_P_ARP.to_be()));
         let sock = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, Some(proto))?;
-        // protocol 0 in the address keeps the socket's (ARP)
-        nix::sys::socket::bind(sock.as_raw_fd(), &iface.link).map_err(std::io::Error::from)?;
         Ok(ArpSocket { sock, iface })
     }
 
-    /// Sends one frame.
+    /// Sends one whole Ethernet frame out of the interface (the address
+    /// carries protocol 0, so the kernel reads it from the frame).
     pub fn send(&self, frame: &[u8]) -> std::io::Result<()> {
-        self.sock.send(frame).map(drop)
+        nix::sys::socket::sendto(
+            self.sock.as_raw_fd(),
+            frame,
+            &self.iface.link,
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .map(drop)
+        .map_err(std::io::Error::from)
     }
 
     /// Sends an ARP probe for `ip` and listens until `wait` has passed;
@@ -210,22 +222,17 @@ impl ArpSocket {
             let slice = if sent == 1 { left.min(wait / 2) } else { left };
             self.sock
                 .set_read_timeout(Some(slice.max(Duration::from_millis(1))))?;
-            match (&self.sock).read(&mut buf) {
-                Ok(n) => {
-                    if let Some(a) = parse_arp(&buf[..n]) {
+            match nix::sys::socket::recvfrom::<LinkAddr>(self.sock.as_raw_fd(), &mut buf) {
+                Ok((_, Some(from))) if from.ifindex() != self.iface.index as usize => {}
+                Ok((n, _)) => {
+                    if let Some(a) = parse_arp(&buf[..n.min(buf.len())]) {
                         if conflicts(&a, ip, self.iface.mac) {
                             return Ok(Some(a.sender_mac));
                         }
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(e),
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
