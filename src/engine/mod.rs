@@ -204,6 +204,19 @@ impl Engine {
         &self.cfg
     }
 
+    /// Restores a fail count kept across a daemon restart (persisted state):
+    /// `count` failures, the newest at `at` (engine time; failure-timeout
+    /// counts from it). Only before anything ran; out of range is ignored.
+    pub fn restore_fail_count(&mut self, res: ResId, count: u32, at: Millis) {
+        if self.phase != Phase::Idle || self.op.is_some() {
+            return;
+        }
+        if let Some(r) = self.res.get_mut(res) {
+            r.fail_count = count;
+            r.last_failure = (count > 0).then_some(at);
+        }
+    }
+
     /// Takes a new configuration while running (SIGHUP). Only what can
     /// change safely under a running stack may differ: resource timeouts
     /// and monitor intervals, migration threshold, failure timeout, fence

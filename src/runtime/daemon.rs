@@ -199,6 +199,10 @@ pub struct Daemon {
     /// Dropped-packet totals already counted in the metrics.
     drops_counted: BTreeMap<String, u64>,
     notifier: Option<crate::runtime::notify::Notifier>,
+    /// Persisted state: the newest snapshot goes to the writer thread.
+    persisted: crate::state::PersistedState,
+    state_tx: Option<std::sync::mpsc::Sender<crate::state::PersistedState>>,
+    state_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A failover seen from the node taking over: when each step finished,
@@ -875,6 +879,35 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             "self_fence.mode = test-exit: this node exits instead of rebooting (tests only)"
         );
     }
+    // what this node kept across restarts: reported and ignored when damaged
+    let state_path = cfg.cluster.state_dir.join("state");
+    let restored = {
+        let p = state_path.clone();
+        let dir = cfg.cluster.state_dir.clone();
+        tokio::task::spawn_blocking(
+            move || -> Result<Option<crate::state::PersistedState>, String> {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                match crate::state::load(&p) {
+                    Ok(s) => Ok(s),
+                    Err(e) => {
+                        tracing::error!("persisted state not trusted: {e}");
+                        match crate::state::quarantine(&p, unix_ms() / 1000) {
+                            Ok(q) => tracing::error!(
+                                "moved it to {}; starting from defaults",
+                                q.display()
+                            ),
+                            Err(e) => tracing::error!("could not move it aside: {e}"),
+                        }
+                        Ok(None)
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(|e| setup("state", e))?
+        .map_err(|e| setup("state", e))?
+    };
+    let writer = spawn_state_writer(state_path)?;
     let metrics = Arc::new(crate::runtime::metrics::Metrics::new());
     let notifier =
         crate::runtime::notify::Notifier::from_env().map_err(|e| setup("sd_notify", e))?;
@@ -922,13 +955,15 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         write_submitted: None,
         drops_counted: BTreeMap::new(),
         notifier,
+        persisted: restored.clone().unwrap_or_default(),
+        state_tx: Some(writer.0),
+        state_writer: Some(writer.1),
         me,
         cfg: Arc::clone(&cfg),
     };
     let view = d.node_view(clock.now());
-    let (hb, mut hb_handle) =
-        Heartbeat::new(cfg.heartbeat_config(me), keyring, view, clock)
-            .map_err(|e| setup("heartbeat", e))?;
+    let (hb, mut hb_handle) = Heartbeat::new(cfg.heartbeat_config(me), keyring, view, clock)
+        .map_err(|e| setup("heartbeat", e))?;
     let (hb_stop_tx, hb_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let hb_task = tokio::spawn(hb.run(async move {
         let _ = hb_stop_rx.await;
@@ -987,6 +1022,9 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     d.note(format!("hapair started on {}", cfg.nodes[me].name));
+    if let Some(st) = &restored {
+        d.restore(st);
+    }
     // the first look at the world
     d.step(Input::Tick);
     if let Some(n) = &d.notifier {
@@ -1059,6 +1097,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             drbd_view.as_ref().map(|r| r.borrow().clone()).as_ref(),
         );
         status_tx.send_replace(report);
+        d.persist();
         if let Some(n) = &d.notifier {
             let st = d.status_line(now);
             if st != last_status {
@@ -1082,6 +1121,14 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     d.note("hapair stopped: stack down, lease released".into());
+    d.persist();
+    // the writer finishes the last snapshot before the process exits
+    if let Some(tx) = d.state_tx.take() {
+        drop(tx);
+    }
+    if let Some(h) = d.state_writer.take() {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
     if let Some(m) = drbd_monitor {
         m.shutdown().await;
     }
@@ -1143,8 +1190,18 @@ impl Daemon {
             return;
         }
         self.shutting_down = true;
+        if self.maintenance {
+            // resources are not ours to stop, and the lease must stay while
+            // they may run: hapair exits once maintenance is turned off
+            self.note(format!(
+                "{why} in maintenance: the stack is left alone and the lease kept; hapair stops \
+                 when `hapair maintenance off` lets it stop the stack"
+            ));
+        }
         self.note(format!("{why}: stopping the stack and releasing the lease"));
-        self.operator(Request::Standby(true));
+        // not the operator's standby: it is neither shown nor kept for the
+        // next start
+        self.step(Input::Operator(Request::Standby(true)));
     }
 
     fn reload(&mut self, opts: &Options) {
@@ -1253,6 +1310,168 @@ fn fencer_for(cfg: &Config, target: &str) -> Option<Arc<crate::runtime::fence::F
                 .collect(),
         ))
     })
+}
+
+/// The thread that writes persisted state (atomic write + fsync, off the
+/// event loop). It always writes the newest snapshot it has.
+type StateWriter = (
+    std::sync::mpsc::Sender<crate::state::PersistedState>,
+    std::thread::JoinHandle<()>,
+);
+
+fn spawn_state_writer(path: PathBuf) -> Result<StateWriter, DaemonError> {
+    let (tx, rx) = std::sync::mpsc::channel::<crate::state::PersistedState>();
+    let h = std::thread::Builder::new()
+        .name("hapair-state".into())
+        .spawn(move || {
+            while let Ok(mut s) = rx.recv() {
+                while let Ok(newer) = rx.try_recv() {
+                    s = newer;
+                }
+                if let Err(e) = crate::state::save(&path, &s) {
+                    tracing::error!("persisted state: {e}");
+                }
+            }
+        })
+        .map_err(|e| setup("state writer", e))?;
+    Ok((tx, h))
+}
+
+impl Daemon {
+    /// Applies what the last run kept: standby, maintenance, moves not yet
+    /// expired, fail counts not yet expired.
+    fn restore(&mut self, st: &crate::state::PersistedState) {
+        let now = self.clock.now();
+        let unix = unix_ms();
+        let ago = |t: u64| Millis(now.0.saturating_sub(unix.saturating_sub(t)));
+        for (name, fc) in &st.fail_counts {
+            if let Some(i) = self.cfg.resources.iter().position(|r| &r.name == name) {
+                let expired = self
+                    .engine
+                    .config()
+                    .failure_timeout
+                    .is_some_and(|t| unix.saturating_sub(fc.last_failure_ms) >= t.0);
+                if fc.count > 0 && !expired {
+                    self.engine
+                        .restore_fail_count(i, fc.count, ago(fc.last_failure_ms));
+                    self.res_info[i].last_failure = Some((fc.reason.clone(), fc.last_failure_ms));
+                }
+            }
+        }
+        if st.standby {
+            self.operator(Request::Standby(true));
+        }
+        if st.maintenance {
+            self.operator(Request::Maintenance(true));
+        }
+        for m in &st.moves {
+            if m.expires_ms.is_some_and(|e| e <= unix) {
+                continue;
+            }
+            if let Some(to) = self.side_of(&m.node) {
+                let until = m
+                    .expires_ms
+                    .map(|e| now.plus(Millis(e.saturating_sub(unix))));
+                self.operator(Request::Move { to, until });
+            }
+        }
+        self.persisted.audit = st.audit.clone();
+        self.note(format!(
+            "restored: standby {}, maintenance {}, {} move(s), {} fail count(s)",
+            st.standby,
+            st.maintenance,
+            st.moves.len(),
+            st.fail_counts.values().filter(|f| f.count > 0).count()
+        ));
+    }
+
+    /// The state worth keeping, now.
+    fn snapshot(&self) -> crate::state::PersistedState {
+        let now = self.clock.now();
+        let unix = unix_ms();
+        let mut fail_counts = BTreeMap::new();
+        for ((c, st), info) in self
+            .cfg
+            .resources
+            .iter()
+            .zip(self.engine.resources())
+            .zip(&self.res_info)
+        {
+            if st.fail_count > 0 {
+                fail_counts.insert(
+                    c.name.clone(),
+                    crate::state::FailCount {
+                        count: st.fail_count,
+                        last_failure_ms: st
+                            .last_failure
+                            .map_or(unix, |f| unix.saturating_sub(now.0.saturating_sub(f.0))),
+                        reason: info
+                            .last_failure
+                            .as_ref()
+                            .map_or(String::new(), |(r, _)| r.clone()),
+                    },
+                );
+            }
+        }
+        let moves = self
+            .moved
+            .iter()
+            .map(|(node, until)| crate::state::Move {
+                node: node.clone(),
+                created_ms: self.persisted.moves.first().map_or(unix, |m| m.created_ms),
+                expires_ms: until.map(|u| unix + u.0.saturating_sub(now.0)),
+            })
+            .collect();
+        // the lease view is kept when its holder changes (not every renewal)
+        let lease = match (&self.last_lock, &self.persisted.lease) {
+            (Some(b), old) => {
+                let holder = (b.status == LockStatus::Locked)
+                    .then(|| String::from_utf8_lossy(b.nodename.as_bytes()).into_owned());
+                match old {
+                    Some(o) if o.holder == holder => Some(o.clone()),
+                    _ => Some(crate::state::LeaseView {
+                        holder,
+                        counter: u64::try_from(b.count).unwrap_or(0),
+                        seen_ms: unix,
+                    }),
+                }
+            }
+            (None, old) => old.clone(),
+        };
+        crate::state::PersistedState {
+            fail_counts,
+            moves,
+            standby: self.standby,
+            maintenance: self.maintenance,
+            lease,
+            audit: self.persisted.audit.clone(),
+        }
+    }
+
+    /// Hands a changed snapshot to the writer thread.
+    fn persist(&mut self) {
+        let mut snap = self.snapshot();
+        // a move's creation time and expiry do not change on their own
+        if snap.moves.len() == self.persisted.moves.len() {
+            for (n, o) in snap.moves.iter_mut().zip(&self.persisted.moves) {
+                if n.node == o.node && n.expires_ms.is_some() == o.expires_ms.is_some() {
+                    n.created_ms = o.created_ms;
+                    if n.expires_ms
+                        .zip(o.expires_ms)
+                        .is_some_and(|(a, b)| a.abs_diff(b) < 1000)
+                    {
+                        n.expires_ms = o.expires_ms;
+                    }
+                }
+            }
+        }
+        if snap != self.persisted {
+            if let Some(tx) = &self.state_tx {
+                let _ = tx.send(snap.clone());
+            }
+            self.persisted = snap;
+        }
+    }
 }
 
 fn first_line(s: &str) -> &str {
@@ -1472,6 +1691,11 @@ impl Daemon {
             },
         };
         self.note(format!("operator (uid {uid}): {done}"));
+        self.persisted.push_audit(crate::state::AuditEntry {
+            time_ms: unix_ms(),
+            uid,
+            request: done.clone(),
+        });
         Ok(done)
     }
 }

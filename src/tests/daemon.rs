@@ -179,3 +179,121 @@ fn single_node_dummy_stack_start_fail_restart_reload_stop() {
         eprintln!("{log}");
     }
 }
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the first sample of `name` with all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn persisted_state_survives_a_restart_corruption_is_refused_metrics_move() {
+    let s = Setup::new();
+    let mport = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let text = s.config(&s.stack()).replace(
+        "[fencing]",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[fencing]"),
+    );
+    let cfg = s.write_config(&text);
+    let mut d = Daemon::start(&s, &cfg);
+    d.wait_for("the stack to run", Duration::from_secs(30), |log| {
+        log.contains("stack running here")
+    });
+
+    // metrics: monitors run every second, so the call counter moves
+    let m1 = scrape(mport);
+    let calls = |t: &str| {
+        sample(
+            t,
+            "hapair_agent_calls_total",
+            &["resource=\"db\"", "op=\"monitor\""],
+        )
+        .unwrap_or(0.0)
+    };
+    std::thread::sleep(Duration::from_millis(2500));
+    let m2 = scrape(mport);
+    assert!(
+        calls(&m2) > calls(&m1),
+        "monitor calls move:\n{m1}\n---\n{m2}"
+    );
+    assert!(
+        sample(&m2, "hapair_lease_renewal_seconds_count", &[]).unwrap_or(0.0) >= 1.0,
+        "lease renewals are timed:\n{m2}"
+    );
+
+    // state worth keeping: a fail count and a move with an expiry
+    std::fs::remove_file(s.path("db.state")).expect("fail db");
+    d.wait_for("db to fail and restart", Duration::from_secs(20), |log| {
+        log.contains("db monitor failed (fail count 1)")
+            && log.matches("stack running here").count() >= 2
+    });
+    let (rc, out) = s.cli(&["move", "beta", "--for", "10m"]);
+    assert_eq!(rc, 0, "{out}");
+    // beta is dead: a move never keeps the stack off the only node that can run it
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(running(&s, &["db", "fs", "ip"]));
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).success());
+    let state = s.path("state/state");
+    assert!(state.exists(), "the state file is written");
+
+    // restart: the fail count and the move come back
+    let mut d = Daemon::start(&s, &cfg);
+    d.wait_for("the stack to run again", Duration::from_secs(30), |log| {
+        log.contains("restored:") && log.contains("stack running here")
+    });
+    let st = s.status();
+    assert_eq!(st["resources"][0]["fail_counts"]["alpha"], 1, "{st:#}");
+    assert_eq!(st["moves"][0]["to"], "beta", "{st:#}");
+    let left = st["moves"][0]["remaining_ms"]
+        .as_u64()
+        .expect("expiry kept");
+    assert!(left > 9 * 60 * 1000 && left <= 10 * 60 * 1000, "{left}");
+    let (rc, out) = s.cli(&["unmove"]);
+    assert_eq!(rc, 0, "{out}");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).success());
+
+    // a damaged file is reported, moved aside and not trusted
+    let mut bytes = std::fs::read(&state).expect("read state");
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x20;
+    std::fs::write(&state, &bytes).expect("corrupt state");
+    let mut d = Daemon::start(&s, &cfg);
+    d.wait_for(
+        "the stack to run on defaults",
+        Duration::from_secs(30),
+        |log| log.contains("persisted state not trusted") && log.contains("stack running here"),
+    );
+    let st = s.status();
+    assert!(
+        st["resources"][0]["fail_counts"]["alpha"].is_null(),
+        "{st:#}"
+    );
+    let quarantined = std::fs::read_dir(s.path("state"))
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.corrupt-")
+        });
+    assert!(quarantined, "the bad file is kept aside for a look");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).success());
+}
