@@ -297,3 +297,68 @@ fn persisted_state_survives_a_restart_corruption_is_refused_metrics_move() {
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(30)).success());
 }
+
+#[test]
+fn preflight_checks_what_the_daemon_needs() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    let cfg = s.write_config(&s.config(&s.stack()));
+    let run = || {
+        let out = std::process::Command::new(support::BIN)
+            .args(["preflight", "--node", "alpha", "--json", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("hapair preflight");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), v)
+    };
+    let (rc, v) = run();
+    let failed: Vec<&serde_json::Value> = v
+        .as_array()
+        .expect("a list of checks")
+        .iter()
+        .filter(|c| c["ok"] != true)
+        .collect();
+    // only the test-exit self-fence mode is flagged (it must never be used
+    // in production)
+    assert_eq!(failed.len(), 1, "{v:#}");
+    assert_eq!(failed[0]["what"], "self-fence", "{v:#}");
+    assert_eq!(rc, Some(1));
+    for what in ["key file", "link lo", "lease device", "resource db"] {
+        assert!(
+            v.as_array()
+                .expect("list")
+                .iter()
+                .any(|c| c["what"] == what && c["ok"] == true),
+            "{what} checked and fine: {v:#}"
+        );
+    }
+    // a key file others can read is a problem, named as such
+    std::fs::set_permissions(s.path("authkey"), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod");
+    let (_, v) = run();
+    let key = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|c| c["what"] == "key file")
+        .expect("key file check");
+    assert_eq!(key["ok"], false, "{v:#}");
+    // and a lease device that is not sfex-formatted
+    let text = s
+        .config(&s.stack())
+        .replace(&s.lease.path().display().to_string(), "/dev/null");
+    let cfg2 = s.write_config(&text);
+    let out = std::process::Command::new(support::BIN)
+        .args(["preflight", "--node", "alpha", "--config"])
+        .arg(&cfg2)
+        .output()
+        .expect("hapair preflight");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("lease device")),
+        "{text}"
+    );
+}
