@@ -362,3 +362,108 @@ fn preflight_checks_what_the_daemon_needs() {
         "{text}"
     );
 }
+
+/// Writes lock 1 as held by `node` with counter `count` (a peer that died
+/// holding the lease).
+fn hold_lock(s: &Setup, node: &str, count: i32) {
+    let mut dev = sfex::dev::Device::open(s.lease.path(), sfex::dev::EngineKind::Sync)
+        .expect("open lease device");
+    let block = sfex::format::LockBlock {
+        status: Status::Locked,
+        count,
+        nodename: sfex::format::NodeName::new(node).expect("name"),
+    };
+    let bs = usize::try_from(dev.sector_size()).expect("sector size");
+    sfex::dev::BlockIo::write_block(&mut dev, 1, &sfex::format::encode_lock(&block, bs))
+        .expect("write lock");
+}
+
+fn fence_config(s: &Setup, mode: &str) -> String {
+    let agent = concat!(env!("CARGO_MANIFEST_DIR"), "/src/tests/agents/fence_test");
+    s.config(&s.stack())
+        .replace("lock_timeout = \"6s\"", "lock_timeout = \"30s\"")
+        .replace(
+            "[fencing]\ndelay = \"3s\"\n",
+            &format!(
+                "[fencing]\ndelay = \"3s\"\n[[fencing.device]]\ntarget = \"beta\"\nlevel = 1\n\
+                 agent = \"{agent}\"\ntimeout = \"5s\"\n\
+                 params = {{ statedir = \"{}\", mode = \"{mode}\" }}\n",
+                s.path("fence").display()
+            ),
+        )
+}
+
+#[test]
+fn dead_lease_holder_is_fenced_then_the_lease_taken_without_waiting_for_expiry() {
+    let s = Setup::new();
+    std::fs::create_dir_all(s.path("fence")).expect("fence statedir");
+    hold_lock(&s, "beta", 41);
+    let cfg = s.write_config(&fence_config(&s, "ok"));
+    let t0 = std::time::Instant::now();
+    let mut d = Daemon::start(&s, &cfg);
+    d.wait_for("fencing and takeover", Duration::from_secs(25), |log| {
+        log.contains("stack running here")
+    });
+    let took = t0.elapsed();
+    let log = d.log();
+    // the counter stood still for the fence delay, then level 1 confirmed
+    // beta off (off, then status), then the lease was taken at once rather
+    // than after lock_timeout (30 s)
+    assert!(log.contains("fencing beta: level 1"), "{log}");
+    assert!(log.contains("fence level 1: confirmed off"), "{log}");
+    assert!(
+        took < Duration::from_secs(20),
+        "took {took:?}: waited for expiry?\n{log}"
+    );
+    let calls = std::fs::read_to_string(s.path("fence/log")).expect("fence agent log");
+    let actions: Vec<&str> = calls
+        .lines()
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("action=")))
+        .collect();
+    assert_eq!(actions, ["off", "status"], "{calls}");
+    assert!(calls.contains("plug=beta"), "{calls}");
+    assert!(
+        calls.contains("argc=0"),
+        "parameters on stdin only: {calls}"
+    );
+    assert_eq!(s.lock().nodename.as_bytes(), b"alpha");
+    let st = s.status();
+    assert_eq!(st["fencing"]["state"], "peer-fenced", "{st:#}");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn every_fence_level_failing_waits_for_the_operator() {
+    let s = Setup::new();
+    std::fs::create_dir_all(s.path("fence")).expect("fence statedir");
+    hold_lock(&s, "beta", 7);
+    let cfg = s.write_config(&fence_config(&s, "fail"));
+    let mut d = Daemon::start(&s, &cfg);
+    d.wait_for("fencing to fail", Duration::from_secs(20), |log| {
+        log.contains("every fence level failed for beta")
+    });
+    // nothing runs, the lease is beta's still
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !s.path("db.state").exists(),
+        "nothing started without fencing"
+    );
+    assert_eq!(s.lock().nodename.as_bytes(), b"beta");
+    let st = s.status();
+    assert_eq!(st["fencing"]["state"], "failed-waiting-confirm", "{st:#}");
+    let (rc, human) = s.cli(&["status"]);
+    assert_eq!(rc, 0);
+    assert!(human.contains("hapair fence confirm beta"), "{human}");
+    // the operator has checked beta is off
+    let (rc, out) = s.cli(&["fence", "confirm", "beta", "--yes"]);
+    assert_eq!(rc, 0, "{out}");
+    d.wait_for(
+        "takeover after the confirmation",
+        Duration::from_secs(20),
+        |log| log.contains("stack running here"),
+    );
+    assert_eq!(s.lock().nodename.as_bytes(), b"alpha");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).success());
+}
