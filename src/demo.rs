@@ -369,7 +369,10 @@ use hwtest::pair::{Failover, Flavor, Pair, PairOptions, other, percentiles};
 
 /// Ctrl-C / SIGTERM: tear the lab down and exit 130. Before the lab exists
 /// the flag makes the main thread tear it down as soon as it is up.
-fn on_interrupt(handle: Arc<Mutex<Option<hwtest::DownHandle>>>, flag: Arc<std::sync::atomic::AtomicBool>) {
+fn on_interrupt(
+    handle: Arc<Mutex<Option<hwtest::DownHandle>>>,
+    flag: Arc<std::sync::atomic::AtomicBool>,
+) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -418,10 +421,18 @@ fn lab_demo(args: &DemoArgs) -> Result<()> {
     let handle = Arc::new(Mutex::new(None));
     let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     on_interrupt(Arc::clone(&handle), Arc::clone(&flag));
-    let flavor = if args.ocf { Flavor::Ocf } else { Flavor::Builtin };
+    let flavor = if args.ocf {
+        Flavor::Ocf
+    } else {
+        Flavor::Builtin
+    };
     println!(
         "hapair lab demo: two user-mode-Linux nodes on a shared disk, {} filesystem and address, a record service, a power cut",
-        if args.ocf { "OCF agents for the" } else { "built-in" }
+        if args.ocf {
+            "OCF agents for the"
+        } else {
+            "built-in"
+        }
     );
     let pair = Pair::up(PairOptions {
         hapair: hapair.clone(),
@@ -441,8 +452,14 @@ fn lab_demo(args: &DemoArgs) -> Result<()> {
     let result = drive(&pair, args);
     if let Err(e) = &result {
         println!("FAILED: {e:#}");
-        println!("--- nodeA log (tail)\n{}", hwtest::pair::tail(&pair.log(hwtest::Node::A), 15));
-        println!("--- nodeB log (tail)\n{}", hwtest::pair::tail(&pair.log(hwtest::Node::B), 15));
+        println!(
+            "--- nodeA log (tail)\n{}",
+            hwtest::pair::tail(&pair.log(hwtest::Node::A), 15)
+        );
+        println!(
+            "--- nodeB log (tail)\n{}",
+            hwtest::pair::tail(&pair.log(hwtest::Node::B), 15)
+        );
     }
     println!("tearing the lab down");
     pair.lab.down()?;
@@ -465,7 +482,10 @@ fn drive(pair: &Pair, args: &DemoArgs) -> Result<()> {
         hwtest::pair::PORT
     );
     let s = pair.check_safety()?;
-    println!("safety: lease holder {:?}, read-write mounts {:?}", s.holder, s.rw_mounts);
+    println!(
+        "safety: lease holder {:?}, read-write mounts {:?}",
+        s.holder, s.rw_mounts
+    );
     let client = pair.start_client()?;
     let a = pair.wait_acks(&client, 20, Duration::from_secs(30))?;
     println!(
@@ -532,7 +552,10 @@ fn rejoin(pair: &Pair, node: hwtest::Node, survivor: hwtest::Node) -> Result<()>
     }
     sleep(Duration::from_secs(2));
     let s = pair.check_safety()?;
-    ensure!(s.rw_mounts == vec![survivor], "after the rejoin of {node}: {s:?}");
+    ensure!(
+        s.rw_mounts == vec![survivor],
+        "after the rejoin of {node}: {s:?}"
+    );
     println!(
         "{node} powered on and rejoined as standby in {:.1}s",
         t.elapsed().as_secs_f64()
@@ -542,7 +565,10 @@ fn rejoin(pair: &Pair, node: hwtest::Node, survivor: hwtest::Node) -> Result<()>
 
 fn print_failover(f: &Failover, survivor: hwtest::Node) {
     let victim = f.victim.map_or("?", |v| v.name());
-    println!("failover timeline, ms after the power cut of {victim} ({survivor}'s daemon: {}):", f.timeline);
+    println!(
+        "failover timeline, ms after the power cut of {victim} ({survivor}'s daemon: {}):",
+        f.timeline
+    );
     for (name, at) in &f.steps {
         let what = match name.as_str() {
             "detect" => "peer dead: no heartbeat on lan nor repl",
@@ -559,14 +585,21 @@ fn print_failover(f: &Failover, survivor: hwtest::Node) {
     if let Some(fm) = f.fence_ms {
         println!("  (power switch log: {victim} off done +{fm} ms)");
     }
-    println!("  client   +{:6} ms  nodeC served again (first ack on a new connection)", f.served_ms);
+    println!(
+        "  client   +{:6} ms  nodeC served again (first ack on a new connection)",
+        f.served_ms
+    );
 }
 
 fn print_summary(runs: &mut [Failover], ocf: bool) {
     let n = runs.len();
     println!(
         "=== {n} power cuts, {}: p50 / p99 (ms after the power cut)",
-        if ocf { "OCF Filesystem + IPaddr2" } else { "built-in filesystem + address" }
+        if ocf {
+            "OCF Filesystem + IPaddr2"
+        } else {
+            "built-in filesystem + address"
+        }
     );
     let mut names: Vec<String> = Vec::new();
     for f in runs.iter() {
@@ -579,7 +612,11 @@ fn print_summary(runs: &mut [Failover], ocf: bool) {
     let row = |name: &str, mut v: Vec<u64>| {
         let got = v.len();
         if let Some((p50, p99)) = percentiles(&mut v) {
-            println!("  {name:<16} {} / {}   ({got} runs)", ms(Some(p50)), ms(Some(p99)));
+            println!(
+                "  {name:<16} {} / {}   ({got} runs)",
+                ms(Some(p50)),
+                ms(Some(p99))
+            );
         }
     };
     for name in &names {
@@ -590,7 +627,10 @@ fn print_summary(runs: &mut [Failover], ocf: bool) {
                 .collect(),
         );
     }
-    row("fence confirmed", runs.iter().filter_map(|f| f.fence_ms).collect());
+    row(
+        "fence confirmed",
+        runs.iter().filter_map(|f| f.fence_ms).collect(),
+    );
     row("client served", runs.iter().map(|f| f.served_ms).collect());
     // each step's share: the gap from the previous step, p50
     let mut prev_name = "power cut".to_string();

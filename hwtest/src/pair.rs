@@ -158,7 +158,9 @@ impl Pair {
             nodes.push(Node::C);
         }
         if opts.verbose {
-            println!("[  0.00s] booting the lab: {nodes:?} (user-mode Linux; installs packages on first use)");
+            println!(
+                "[  0.00s] booting the lab: {nodes:?} (user-mode Linux; installs packages on first use)"
+            );
         }
         let lab = Lab::up_with(LabOptions {
             nodes,
@@ -246,9 +248,7 @@ impl Pair {
     /// ext4 data area (from nodeA).
     fn layout(&self) -> Result<(), PairError> {
         let img = self.lab.dir().join("shared.img");
-        let size = fs::metadata(&img)
-            .map_err(io_err("stat shared.img"))?
-            .len();
+        let size = fs::metadata(&img).map_err(io_err("stat shared.img"))?.len();
         let sectors = u32::try_from(size / 512).unwrap_or(u32::MAX);
         let mbr = mbr(&[(2048, 8192), (10240, sectors - 10240)]);
         {
@@ -286,7 +286,12 @@ impl Pair {
         let fence = fence.display();
         let (fs_type, fs_extra, addr_type, fs_start) = match self.opts.flavor {
             Flavor::Builtin => ("filesystem", "", "address", "20s"),
-            Flavor::Ocf => ("ocf:heartbeat:Filesystem", "", "ocf:heartbeat:IPaddr2", "60s"),
+            Flavor::Ocf => (
+                "ocf:heartbeat:Filesystem",
+                "",
+                "ocf:heartbeat:IPaddr2",
+                "60s",
+            ),
         };
         let record = self.record_cmd();
         format!(
@@ -601,7 +606,12 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
     }
 
     /// Waits until the client has `n` more acks than `after`.
-    pub fn wait_acks(&self, client: &Path, more: usize, timeout: Duration) -> Result<Vec<Ack>, PairError> {
+    pub fn wait_acks(
+        &self,
+        client: &Path,
+        more: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Ack>, PairError> {
         let start = Instant::now();
         let base = acks(client).len();
         loop {
@@ -621,7 +631,11 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
 
     /// Every acknowledged record must be in the records file on `primary`:
     /// returns (acknowledged, lost).
-    pub fn verify_records(&self, client: &Path, primary: Node) -> Result<(usize, Vec<u64>), PairError> {
+    pub fn verify_records(
+        &self,
+        client: &Path,
+        primary: Node,
+    ) -> Result<(usize, Vec<u64>), PairError> {
         let acks = acks(client);
         let records = self.records_on(primary)?;
         Ok((acks.len(), record::lost(&acks, &records)))
@@ -706,11 +720,7 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
                 f.steps
                     .push((name.clone(), (start_abs + rel).saturating_sub(t0)));
             }
-            f.detect_ms = f
-                .steps
-                .iter()
-                .find(|(n, _)| n == "detect")
-                .map(|s| s.1);
+            f.detect_ms = f.steps.iter().find(|(n, _)| n == "detect").map(|s| s.1);
         }
         let plog = self.lab.power_log();
         f.fence_ms = plog[power_log_len.min(plog.len())..]
@@ -824,7 +834,11 @@ pub fn percentiles(v: &mut [u64]) -> Option<(u64, u64)> {
         return None;
     }
     v.sort_unstable();
-    let rank = |p: usize| v[((v.len() * p).div_ceil(100)).saturating_sub(1).min(v.len() - 1)];
+    let rank = |p: usize| {
+        v[((v.len() * p).div_ceil(100))
+            .saturating_sub(1)
+            .min(v.len() - 1)]
+    };
     Some((rank(50), rank(99)))
 }
 
@@ -843,7 +857,10 @@ mod tests {
             ]
         );
         assert_eq!(log_time_ms("1970-01-01T00:00:01.5Z x"), Some(1500));
-        assert_eq!(log_time_ms("2000-03-01T00:00:00.000Z x"), Some(951_868_800_000));
+        assert_eq!(
+            log_time_ms("2000-03-01T00:00:00.000Z x"),
+            Some(951_868_800_000)
+        );
         let mi = "36 25 98:2 / /mnt/data rw,relatime shared:1 - ext4 /dev/ubdb2 rw\n\
                   37 25 98:2 / /mnt/x ro,relatime - ext4 /dev/ubdb1 rw\n";
         assert!(rw_mounted(mi, "/dev/ubdb2"));

@@ -208,7 +208,9 @@ fn running_pid(p: &AgentParams) -> Option<Pid> {
     // a zombie or a recycled pid of something else does not count
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
     (state != Some("Z") && String::from_utf8_lossy(&cmdline).contains("serve")).then_some(pid)
 }
 
@@ -406,7 +408,10 @@ mod tests {
         let log = String::from_utf8(log).unwrap();
         let acks = parse_acks(&log);
         assert_eq!(acks.len(), 50);
-        assert_eq!(acks.iter().map(|a| a.n).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>());
+        assert_eq!(
+            acks.iter().map(|a| a.n).collect::<Vec<_>>(),
+            (1..=50).collect::<Vec<_>>()
+        );
         let records = fs::read_to_string(dir.path().join(RECORDS_FILE)).unwrap();
         assert!(lost(&acks, &records).is_empty());
         assert_eq!(lost(&acks, "1\n2\n"), (3..=50).collect::<Vec<_>>());

@@ -43,7 +43,11 @@ const FAILOVER: Duration = Duration::from_secs(30);
 fn no_loss(p: &Pair, client: &Path, primary: Node) -> usize {
     let (acked, lost) = p.verify_records(client, primary).unwrap();
     assert!(acked > 0, "no record acknowledged");
-    assert!(lost.is_empty(), "{} acknowledged records lost: {lost:?}", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost: {lost:?}",
+        lost.len()
+    );
     acked
 }
 
@@ -51,7 +55,11 @@ fn no_loss(p: &Pair, client: &Path, primary: Node) -> usize {
 fn power_cut_of_the_primary() {
     let p = pair();
     let primary = p.wait_primary(START).unwrap();
-    assert_eq!(primary, Node::A, "the preferred node should start the stack");
+    assert_eq!(
+        primary,
+        Node::A,
+        "the preferred node should start the stack"
+    );
     let client = p.start_client().unwrap();
     p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
     p.check_safety().unwrap();
@@ -87,11 +95,18 @@ fn kill_9_of_the_primary_daemon() {
         if s.rw_mounts == vec![survivor] {
             break;
         }
-        assert!(start.elapsed() < FAILOVER, "no takeover: {s:?}\n{}", p.log(survivor));
+        assert!(
+            start.elapsed() < FAILOVER,
+            "no takeover: {s:?}\n{}",
+            p.log(survivor)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(p.wait_primary(FAILOVER).unwrap(), survivor);
-    assert!(!p.lab.is_up(primary), "{primary} still runs after its daemon died");
+    assert!(
+        !p.lab.is_up(primary),
+        "{primary} still runs after its daemon died"
+    );
     p.wait_acks(&client, 10, Duration::from_secs(20)).unwrap();
     no_loss(&p, &client, survivor);
     p.lab.down().unwrap();
@@ -114,7 +129,11 @@ fn lan_cut_changes_nothing_and_both_cut_keeps_the_holder() {
     }
     p.wait_acks(&client, 10, Duration::from_secs(10)).unwrap();
     assert!(p.lab.is_up(primary) && p.lab.is_up(secondary));
-    assert!(!p.lab.power_log().contains(" off "), "{}", p.lab.power_log());
+    assert!(
+        !p.lab.power_log().contains(" off "),
+        "{}",
+        p.lab.power_log()
+    );
     p.lab.net(secondary, Link::Lan, NetOp::Heal).unwrap();
 
     // both links cut: no heartbeat at all. The lease holder keeps renewing,
@@ -127,10 +146,17 @@ fn lan_cut_changes_nothing_and_both_cut_keeps_the_holder() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(p.lab.is_up(primary) && p.lab.is_up(secondary));
-    assert!(!p.lab.power_log().contains(" off "), "mutual fencing: {}", p.lab.power_log());
+    assert!(
+        !p.lab.power_log().contains(" off "),
+        "mutual fencing: {}",
+        p.lab.power_log()
+    );
     p.wait_acks(&client, 10, Duration::from_secs(10)).unwrap();
     let log = p.log(secondary);
-    assert!(log.contains("is dead"), "{secondary} never saw the peer die:\n{log}");
+    assert!(
+        log.contains("is dead"),
+        "{secondary} never saw the peer die:\n{log}"
+    );
     p.lab.net(secondary, Link::All, NetOp::Heal).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let s = p.check_safety().unwrap();
