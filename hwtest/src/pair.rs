@@ -334,6 +334,10 @@ monitor_interval = "400ms"
 max_io = "200ms"
 margin = "500ms"
 collision_timeout = "450ms"
+# explicit: the default (~10 s) leaves only ~2 s between a missed renewal and
+# the emergency stop (stop_budget 8 s); a guest starved of CPU while its peer
+# boots hit that once. A power-cut takeover never waits for lock_timeout.
+lock_timeout = "20s"
 
 [policy]
 migration_threshold = 3
