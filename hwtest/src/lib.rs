@@ -23,6 +23,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod pair;
+pub mod record;
+
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -727,6 +730,15 @@ impl Lab {
         s
     }
 
+    /// A handle that tears this lab down from another thread (a Ctrl-C
+    /// handler), while the [`Lab`] itself is busy elsewhere.
+    pub fn down_handle(&self) -> DownHandle {
+        DownHandle {
+            script: self.scripts.join("lab-down.sh"),
+            env: self.env(),
+        }
+    }
+
     /// Tears the lab down (`lab-down.sh`) and reports whether that worked.
     pub fn down(mut self) -> Result<(), LabError> {
         self.teardown()
@@ -764,6 +776,22 @@ impl Drop for Lab {
         if let Err(e) = self.teardown() {
             eprintln!("hwtest: teardown of lab {} failed: {e}", self.name);
         }
+    }
+}
+
+/// Tears a lab down from another thread ([`Lab::down_handle`]).
+#[derive(Debug, Clone)]
+pub struct DownHandle {
+    script: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl DownHandle {
+    /// Runs `lab-down.sh` for the lab (idempotent).
+    pub fn down(&self) -> Result<(), LabError> {
+        let path = self.script.to_string_lossy();
+        let out = host_cmd(&[path.as_ref()], &self.env, SCRIPT_TIMEOUT)?;
+        must("lab-down.sh", out).map(|_| ())
     }
 }
 

@@ -1,0 +1,886 @@
+//! The lab pair: `hapair run` on nodeA and nodeB over a shared LUN, a
+//! record client on nodeC, and the checks and measurements of the demo and
+//! the end-to-end scenarios (issue 8).
+//!
+//! Layout of the shared disk `/dev/ubdb` (an MBR written on the host into
+//! `$LAB_DIR/shared.img`): partition 1 (4 MiB) is the sfex lock area, the
+//! lease device; partition 2 (the rest) is the ext4 data area, mounted on
+//! `/mnt/data` by the `filesystem` type (or `ocf:heartbeat:Filesystem`).
+//! The stack, bottom first: the data filesystem, the address 10.88.0.100/24
+//! on the lan interface (`vec0`), and the record service
+//! ([`crate::record`]) as `ocf:lab:recordd`, listening on 10.88.0.100:7000.
+//!
+//! Binaries are copied into `$LAB_DIR/bin` (the guests see the lab dir, but
+//! not a checkout or target dir under `/tmp`). Each daemon logs to
+//! `$LAB_DIR/<node>/hapair.log`, on the host, so a power-cut node's log
+//! survives.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::record::{self, Ack};
+use crate::{Lab, LabError, LabOptions, Node, PowerAction};
+
+/// The service address.
+pub const VIP: &str = "10.88.0.100";
+/// The record service's port on [`VIP`].
+pub const PORT: u16 = 7000;
+/// Where the data area is mounted.
+pub const DATA_DIR: &str = "/mnt/data";
+/// The lease device in the guests.
+pub const LEASE_DEV: &str = "/dev/ubdb1";
+/// The data device in the guests.
+pub const DATA_DEV: &str = "/dev/ubdb2";
+
+/// Why a pair operation or check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    /// A lab operation.
+    #[error(transparent)]
+    Lab(#[from] LabError),
+    /// Host-side file I/O.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A safety or progress check failed.
+    #[error("{0}")]
+    Check(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PairError {
+    let what = what.into();
+    move |source| PairError::Io { what, source }
+}
+
+/// Which implementations run the filesystem and the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The built-in `filesystem` and `address` types.
+    Builtin,
+    /// `ocf:heartbeat:Filesystem` and `ocf:heartbeat:IPaddr2`.
+    Ocf,
+}
+
+/// What [`Pair::up`] needs.
+#[derive(Debug, Clone)]
+pub struct PairOptions {
+    /// The `hapair` binary (host path).
+    pub hapair: PathBuf,
+    /// The `sfex` binary (host path).
+    pub sfex: PathBuf,
+    /// The record program and the arguments before `serve`/`client`/`agent`
+    /// (e.g. `hapair-recordd`, or `hapair` with `demo --record`).
+    pub record: (PathBuf, Vec<String>),
+    /// Built-ins or OCF agents.
+    pub flavor: Flavor,
+    /// Boot nodeC (the client) too.
+    pub client_node: bool,
+    /// Printed progress (the demo) or quiet (tests print on failure).
+    pub verbose: bool,
+}
+
+/// The lab pair, torn down when dropped (through its [`Lab`]).
+#[derive(Debug)]
+pub struct Pair {
+    /// The lab.
+    pub lab: Lab,
+    opts: PairOptions,
+    bin: PathBuf,
+    config: PathBuf,
+    t0: Instant,
+}
+
+/// What [`Pair::check_safety`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Safety {
+    /// The lease holder by the lock block (`None`: unlocked).
+    pub holder: Option<String>,
+    /// The nodes with a read-write mount of the data area.
+    pub rw_mounts: Vec<Node>,
+}
+
+/// One measured failover.
+#[derive(Debug, Clone, Default)]
+pub struct Failover {
+    /// The node that was cut.
+    pub victim: Option<Node>,
+    /// Power cut to detection (ms), from the survivor's timeline.
+    pub detect_ms: Option<u64>,
+    /// Power cut to the power switch's `off` done (fencing confirmed).
+    pub fence_ms: Option<u64>,
+    /// Each timeline step (name, ms after the power cut).
+    pub steps: Vec<(String, u64)>,
+    /// The survivor's raw timeline line.
+    pub timeline: String,
+    /// Power cut to the first ack on a new connection.
+    pub served_ms: u64,
+}
+
+/// The surviving node of a pair.
+pub fn other(n: Node) -> Node {
+    if n == Node::A { Node::B } else { Node::A }
+}
+
+impl Pair {
+    fn say(&self, s: &str) {
+        if self.opts.verbose {
+            println!("[{:6.2}s] {s}", self.t0.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Boots the lab (nodeA, nodeB and, if asked, nodeC; no DRBD), lays
+    /// out the shared disk, installs the binaries and the record agent,
+    /// writes the key file and the config into the lab dir. Daemons are
+    /// not started yet ([`Pair::start_daemons`]).
+    pub fn up(opts: PairOptions) -> Result<Pair, PairError> {
+        let t0 = Instant::now();
+        for (what, p) in [
+            ("hapair", &opts.hapair),
+            ("sfex", &opts.sfex),
+            ("record service", &opts.record.0),
+        ] {
+            if !p.is_file() {
+                return Err(PairError::Check(format!(
+                    "the {what} binary {} is missing: build it first \
+                     (cargo build -p hapair -p sfex -p hwtest --bins)",
+                    p.display()
+                )));
+            }
+        }
+        let mut nodes = vec![Node::A, Node::B];
+        if opts.client_node {
+            nodes.push(Node::C);
+        }
+        if opts.verbose {
+            println!(
+                "[  0.00s] booting the lab: {nodes:?} (user-mode Linux; installs packages on first use)"
+            );
+        }
+        let lab = Lab::up_with(LabOptions {
+            nodes,
+            drbd: false,
+            ..LabOptions::default()
+        })?;
+        let bin = lab.dir().join("bin");
+        let config = lab.dir().join("hapair.toml");
+        let pair = Pair {
+            lab,
+            opts,
+            bin,
+            config,
+            t0,
+        };
+        pair.say(&format!(
+            "lab {} up in {:.1?}",
+            pair.lab.name(),
+            pair.lab.up_time()
+        ));
+        pair.install()?;
+        pair.layout()?;
+        pair.write_config()?;
+        for n in [Node::A, Node::B] {
+            pair.prepare(n)?;
+        }
+        Ok(pair)
+    }
+
+    fn bin_path(&self, p: &Path) -> PathBuf {
+        self.bin.join(p.file_name().unwrap_or_default())
+    }
+
+    /// The hapair binary as the guests see it.
+    pub fn hapair(&self) -> PathBuf {
+        self.bin_path(&self.opts.hapair)
+    }
+
+    fn sfex(&self) -> PathBuf {
+        self.bin_path(&self.opts.sfex)
+    }
+
+    /// The record command line prefix in the guests.
+    fn record_cmd(&self) -> String {
+        let mut s = self.bin_path(&self.opts.record.0).display().to_string();
+        for a in &self.opts.record.1 {
+            s.push(' ');
+            s += a;
+        }
+        s
+    }
+
+    fn install(&self) -> Result<(), PairError> {
+        fs::create_dir_all(&self.bin).map_err(io_err("create the lab bin dir"))?;
+        for p in [&self.opts.hapair, &self.opts.sfex, &self.opts.record.0] {
+            let to = self.bin_path(p);
+            fs::copy(p, &to).map_err(io_err(format!("copy {} into the lab", p.display())))?;
+        }
+        let agent = self.bin.join("recordd-agent");
+        fs::write(
+            &agent,
+            format!("#!/bin/sh\nexec {} agent \"$@\"\n", self.record_cmd()),
+        )
+        .map_err(io_err("write the record agent"))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&agent, fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod the record agent"))?;
+        let key = self.lab.dir().join("authkey");
+        let out = std::process::Command::new(&self.opts.hapair)
+            .args(["keygen", "--file"])
+            .arg(&key)
+            .output()
+            .map_err(io_err("run hapair keygen"))?;
+        if !out.status.success() {
+            return Err(PairError::Check(format!(
+                "hapair keygen: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes an MBR with the two partitions into the shared image, then
+    /// makes the guests re-read it, initialises the sfex lock area and the
+    /// ext4 data area (from nodeA).
+    fn layout(&self) -> Result<(), PairError> {
+        let img = self.lab.dir().join("shared.img");
+        let size = fs::metadata(&img).map_err(io_err("stat shared.img"))?.len();
+        let sectors = u32::try_from(size / 512).unwrap_or(u32::MAX);
+        let mbr = mbr(&[(2048, 8192), (10240, sectors - 10240)]);
+        {
+            use std::os::unix::fs::FileExt;
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&img)
+                .map_err(io_err("open shared.img"))?;
+            f.write_all_at(&mbr, 0)
+                .map_err(io_err("write the partition table"))?;
+            f.sync_all().map_err(io_err("sync shared.img"))?;
+        }
+        for n in [Node::A, Node::B] {
+            self.lab.run_ok(
+                n,
+                "blockdev --rereadpt /dev/ubdb && for i in $(seq 50); do [ -b /dev/ubdb2 ] && exit 0; sleep 0.1; done; exit 1",
+            )?;
+        }
+        let sfex = self.sfex();
+        self.lab.run_ok(
+            Node::A,
+            &format!(
+                "{} init --force {LEASE_DEV} && mkfs.ext4 -q -F {DATA_DEV}",
+                sfex.display()
+            ),
+        )?;
+        self.say("shared disk: /dev/ubdb1 sfex lock area (4 MiB), /dev/ubdb2 ext4 data area");
+        Ok(())
+    }
+
+    /// The config file text.
+    pub fn config_text(&self) -> String {
+        let d = self.lab.dir().display();
+        let fence = self.bin.join("fence_lab");
+        let fence = fence.display();
+        let (fs_type, fs_extra, addr_type, fs_start) = match self.opts.flavor {
+            Flavor::Builtin => ("filesystem", "", "address", "20s"),
+            Flavor::Ocf => (
+                "ocf:heartbeat:Filesystem",
+                "",
+                "ocf:heartbeat:IPaddr2",
+                "60s",
+            ),
+        };
+        let record = self.record_cmd();
+        format!(
+            r#"# written by hwtest::pair (the hapair lab demo)
+[cluster]
+name = "lab-pair"
+key_file = "{d}/authkey"
+state_dir = "/run/hapair/state"
+socket = "/run/hapair/hapair.sock"
+
+[[node]]
+name = "nodeA"
+preferred = true
+[[node]]
+name = "nodeB"
+
+[heartbeat]
+keepalive = "100ms"
+warntime = "250ms"
+deadtime = "400ms"
+initdead = "5s"
+
+[[link]]
+name = "lan"
+nodeA = "10.88.0.1:5405"
+nodeB = "10.88.0.2:5405"
+interface = "vec0"
+
+[[link]]
+name = "repl"
+nodeA = "10.88.1.1:5405"
+nodeB = "10.88.1.2:5405"
+interface = "vec1"
+
+[lease]
+device = "{LEASE_DEV}"
+index = 1
+engine = "sync"
+monitor_interval = "400ms"
+max_io = "200ms"
+margin = "500ms"
+collision_timeout = "450ms"
+# explicit: the default (~10 s) leaves only ~2 s between a missed renewal and
+# the emergency stop (stop_budget 8 s); a guest starved of CPU while its peer
+# boots hit that once. A power-cut takeover never waits for lock_timeout.
+lock_timeout = "20s"
+
+[policy]
+migration_threshold = 3
+start_delay = "1s"
+retry_interval = "500ms"
+stop_budget = "8s"
+
+# softdog (soft_margin=3 when loaded): /dev/watchdog1 in the guests, since
+# UML's own harddog holds /dev/watchdog and needs a host helper
+[self_fence]
+mode = "watchdog"
+watchdog_device = "/dev/watchdog1"
+watchdog_timeout = "3s"
+
+[fencing]
+delay = "700ms"
+
+[[fencing.device]]
+target = "nodeA"
+level = 1
+agent = "{fence}"
+timeout = "15s"
+params = {{ plug = "nodeA" }}
+
+[[fencing.device]]
+target = "nodeB"
+level = 1
+agent = "{fence}"
+timeout = "15s"
+params = {{ plug = "nodeB" }}
+
+[[resource]]
+name = "data"
+type = "{fs_type}"
+params = {{ device = "{DATA_DEV}", directory = "{DATA_DIR}", fstype = "ext4"{fs_extra} }}
+start_timeout = "{fs_start}"
+stop_timeout = "4s"
+monitor_interval = "5s"
+
+[[resource]]
+name = "vip"
+type = "{addr_type}"
+params = {{ ip = "{VIP}", cidr_netmask = 24, nic = "vec0" }}
+start_timeout = "{fs_start}"
+stop_timeout = "2s"
+monitor_interval = "5s"
+
+[[resource]]
+name = "records"
+type = "ocf:lab:recordd"
+params = {{ listen = "{VIP}:{PORT}", directory = "{DATA_DIR}", serve_cmd = "{record}" }}
+start_timeout = "15s"
+stop_timeout = "2s"
+monitor_interval = "5s"
+"#
+        )
+    }
+
+    fn write_config(&self) -> Result<(), PairError> {
+        fs::write(&self.config, self.config_text()).map_err(io_err("write hapair.toml"))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&self.config, fs::Permissions::from_mode(0o640))
+            .map_err(io_err("chmod hapair.toml"))?;
+        let out = std::process::Command::new(&self.opts.hapair)
+            .arg("validate")
+            .arg(&self.config)
+            .output()
+            .map_err(io_err("run hapair validate"))?;
+        if !out.status.success() {
+            return Err(PairError::Check(format!(
+                "hapair validate {}: {}{}",
+                self.config.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        self.say(&format!(
+            "config {} (valid), key {}/authkey",
+            self.config.display(),
+            self.lab.dir().display()
+        ));
+        Ok(())
+    }
+
+    /// The config file (host path = guest path).
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// Per boot of a pair node: softdog, the OCF provider `lab` (a tmpfs
+    /// over `/usr/lib/ocf/resource.d` linking the host's providers back),
+    /// the mount point and the state dir; the partition table re-read.
+    pub fn prepare(&self, node: Node) -> Result<(), PairError> {
+        let agent = self.bin.join("recordd-agent");
+        let script = format!(
+            "set -e
+modprobe softdog soft_margin=3
+[ -c /dev/watchdog1 ]
+if ! grep -q ' /usr/lib/ocf/resource.d ' /proc/self/mountinfo; then
+  mkdir -p /run/ocf-host && mount --bind /usr/lib/ocf/resource.d /run/ocf-host
+  mount -t tmpfs ocf /usr/lib/ocf/resource.d
+  for d in /run/ocf-host/*; do ln -s \"$d\" /usr/lib/ocf/resource.d/; done
+  mkdir /usr/lib/ocf/resource.d/lab
+  ln -s {agent} /usr/lib/ocf/resource.d/lab/recordd
+fi
+mkdir -p {DATA_DIR} /run/hapair/state
+[ -b {DATA_DEV} ] || blockdev --rereadpt /dev/ubdb
+for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
+            agent = agent.display()
+        );
+        self.lab.run_ok(node, &script)?;
+        Ok(())
+    }
+
+    /// The daemon's log (host path).
+    pub fn log_path(&self, node: Node) -> PathBuf {
+        self.lab.dir().join(node.name()).join("hapair.log")
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self, node: Node) -> String {
+        fs::read_to_string(self.log_path(node)).unwrap_or_default()
+    }
+
+    /// Starts `hapair run` in `node` (detached; log appended to
+    /// [`Pair::log_path`]).
+    pub fn start_daemon(&self, node: Node) -> Result<(), PairError> {
+        let cmd = format!(
+            "echo $$ > /run/hapair/daemon.pid; exec {} run --config {} --node {} >> {} 2>&1",
+            self.hapair().display(),
+            self.config.display(),
+            node.name(),
+            self.log_path(node).display()
+        );
+        self.lab.spawn(node, &cmd)?;
+        Ok(())
+    }
+
+    /// Starts both daemons.
+    pub fn start_daemons(&self) -> Result<(), PairError> {
+        self.start_daemon(Node::A)?;
+        self.start_daemon(Node::B)?;
+        self.say("hapair run started on nodeA and nodeB (heartbeat on lan and repl)");
+        Ok(())
+    }
+
+    /// `kill -9` of the daemon in `node` (the stack keeps running).
+    pub fn kill_daemon(&self, node: Node) -> Result<(), PairError> {
+        self.lab
+            .run_ok(node, "kill -9 $(cat /run/hapair/daemon.pid)")?;
+        Ok(())
+    }
+
+    /// Runs `hapair ARGS --socket ...` in `node`.
+    pub fn ctl(&self, node: Node, args: &str) -> Result<String, PairError> {
+        Ok(self.lab.run_ok(
+            node,
+            &format!(
+                "{} {args} --socket /run/hapair/hapair.sock",
+                self.hapair().display()
+            ),
+        )?)
+    }
+
+    /// Reads the lock block and both live nodes' mountinfo and checks the
+    /// safety rule: at most one read-write mount of the data area, and a
+    /// node with one holds the lease.
+    pub fn check_safety(&self) -> Result<Safety, PairError> {
+        let mut rw = Vec::new();
+        let mut holder = None;
+        let mut lock_read = false;
+        for n in [Node::A, Node::B] {
+            if !self.lab.is_up(n) {
+                continue;
+            }
+            let out = match self.lab.run(
+                n,
+                &format!(
+                    "cat /proc/self/mountinfo; echo '=== sfex'; {} status {LEASE_DEV}; true",
+                    self.sfex().display()
+                ),
+            ) {
+                Ok(o) => o.stdout,
+                // powered off between is_up and run: nothing mounted there
+                Err(LabError::NodeDown { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let (mi, st) = out.split_once("=== sfex").unwrap_or((&out, ""));
+            if rw_mounted(mi, DATA_DEV) {
+                rw.push(n);
+            }
+            if !lock_read {
+                if let Some(h) = lock_holder(st) {
+                    lock_read = true;
+                    holder = h;
+                }
+            }
+        }
+        if !lock_read && (self.lab.is_up(Node::A) || self.lab.is_up(Node::B)) {
+            return Err(PairError::Check(
+                "could not read the sfex lock from a live node".into(),
+            ));
+        }
+        let s = Safety {
+            holder,
+            rw_mounts: rw,
+        };
+        if s.rw_mounts.len() > 1 {
+            return Err(PairError::Check(format!(
+                "SAFETY: two read-write mounts of {DATA_DEV}: {:?}",
+                s.rw_mounts
+            )));
+        }
+        if let Some(m) = s.rw_mounts.first() {
+            if s.holder.as_deref() != Some(m.name()) {
+                return Err(PairError::Check(format!(
+                    "SAFETY: {m} has {DATA_DEV} mounted read-write but the lease holder is {:?}",
+                    s.holder
+                )));
+            }
+        }
+        Ok(s)
+    }
+
+    /// Waits until exactly one node runs the stack (data mounted rw there,
+    /// the service answering on the address from nodeC, or from the node
+    /// itself without nodeC) and returns it, checking safety on the way.
+    pub fn wait_primary(&self, timeout: Duration) -> Result<Node, PairError> {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < timeout {
+            for n in [Node::A, Node::B] {
+                if let Some(l) = self.log(n).lines().find(|l| l.starts_with("hapair: ")) {
+                    return Err(PairError::Check(format!("the daemon on {n} exited: {l}")));
+                }
+            }
+            let s = self.check_safety()?;
+            if let [p] = s.rw_mounts[..] {
+                let probe = format!(
+                    "timeout 3 bash -c 'exec 3<>/dev/tcp/{VIP}/{PORT} && echo rec 0 >&3 && read -t 2 a <&3 && [ \"$a\" = \"ack 0\" ]'"
+                );
+                let from = if self.opts.client_node { Node::C } else { p };
+                if self.lab.run(from, &probe).is_ok_and(|o| o.success()) {
+                    return Ok(p);
+                }
+            }
+            last = Some(s);
+            thread::sleep(Duration::from_millis(200));
+        }
+        Err(PairError::Check(format!(
+            "no node runs the stack after {timeout:?} (last: {last:?}); logs:\n--- nodeA\n{}\n--- nodeB\n{}",
+            tail(&self.log(Node::A), 30),
+            tail(&self.log(Node::B), 30)
+        )))
+    }
+
+    /// Starts the record client on nodeC; returns its output file.
+    pub fn start_client(&self) -> Result<PathBuf, PairError> {
+        Ok(self.lab.spawn(
+            Node::C,
+            &format!("exec {} client --to {VIP}:{PORT}", self.record_cmd()),
+        )?)
+    }
+
+    /// The records file on `node` (which must have it mounted).
+    pub fn records_on(&self, node: Node) -> Result<String, PairError> {
+        Ok(self
+            .lab
+            .run_ok(node, &format!("cat {DATA_DIR}/{}", record::RECORDS_FILE))?)
+    }
+
+    /// Waits until the client has `n` more acks than `after`.
+    pub fn wait_acks(
+        &self,
+        client: &Path,
+        more: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Ack>, PairError> {
+        let start = Instant::now();
+        let base = acks(client).len();
+        loop {
+            let a = acks(client);
+            if a.len() >= base + more {
+                return Ok(a);
+            }
+            if start.elapsed() > timeout {
+                return Err(PairError::Check(format!(
+                    "the client got {} acks in {timeout:?}, wanted {more}",
+                    a.len() - base
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every acknowledged record must be in the records file on `primary`:
+    /// returns (acknowledged, lost).
+    pub fn verify_records(
+        &self,
+        client: &Path,
+        primary: Node,
+    ) -> Result<(usize, Vec<u64>), PairError> {
+        let acks = acks(client);
+        let records = self.records_on(primary)?;
+        Ok((acks.len(), record::lost(&acks, &records)))
+    }
+
+    /// Power-cuts `victim` (the primary) through the host side of the power
+    /// switch, then waits until the client is served again through the
+    /// peer, and measures the failover. Checks safety every step while
+    /// waiting.
+    /// `check` says whether to check safety while waiting (each check
+    /// runs a command in both guests, which slows the takeover a little;
+    /// the benchmark checks before and after only).
+    pub fn power_cut(
+        &self,
+        victim: Node,
+        client: &Path,
+        timeout: Duration,
+        check: bool,
+    ) -> Result<Failover, PairError> {
+        let conn_before = acks(client).last().map_or(0, |a| a.conn);
+        let log_len = self.log(other(victim)).len();
+        let power_log_len = self.lab.power_log().len();
+        let t0 = record::unix_ms();
+        let rc = self.lab.power(PowerAction::Off, victim)?;
+        if rc != 0 {
+            return Err(PairError::Check(format!("power off {victim}: rc {rc}")));
+        }
+        self.say(&format!("POWER CUT {victim} (the primary)"));
+        let start = Instant::now();
+        let served = loop {
+            if let Some(a) = acks(client)
+                .into_iter()
+                .find(|a| a.conn > conn_before && a.at_ms >= t0)
+            {
+                break a;
+            }
+            if start.elapsed() > timeout {
+                return Err(PairError::Check(format!(
+                    "the client was not served again {timeout:?} after the power cut; {} log:\n{}",
+                    other(victim),
+                    tail(&self.log(other(victim)), 40)
+                )));
+            }
+            if check {
+                self.check_safety()?;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut f = Failover {
+            victim: Some(victim),
+            served_ms: served.at_ms.saturating_sub(t0),
+            ..Failover::default()
+        };
+        // the survivor logs its timeline once the stack runs
+        let t_wait = Instant::now();
+        let line = loop {
+            let log = self.log(other(victim));
+            if let Some(l) = log[log_len.min(log.len())..]
+                .lines()
+                .find(|l| l.contains("takeover timeline:"))
+            {
+                break l.to_owned();
+            }
+            if t_wait.elapsed() > Duration::from_secs(10) {
+                return Err(PairError::Check(format!(
+                    "no takeover timeline in {}'s log",
+                    other(victim)
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        f.timeline = line
+            .split("takeover timeline:")
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let steps = parse_timeline(&f.timeline);
+        if let (Some(end), Some(last)) = (log_time_ms(&line), steps.last()) {
+            let start_abs = end.saturating_sub(last.1);
+            for (name, rel) in &steps {
+                f.steps
+                    .push((name.clone(), (start_abs + rel).saturating_sub(t0)));
+            }
+            f.detect_ms = f.steps.iter().find(|(n, _)| n == "detect").map(|s| s.1);
+        }
+        let plog = self.lab.power_log();
+        f.fence_ms = plog[power_log_len.min(plog.len())..]
+            .lines()
+            .find(|l| l.contains(&format!(" off {} rc=0", victim.name())))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse::<f64>().ok())
+            .map(|done| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let ms = (done * 1000.0) as u64;
+                ms.saturating_sub(t0)
+            });
+        Ok(f)
+    }
+}
+
+/// The acks in a client's output file so far.
+pub fn acks(client: &Path) -> Vec<Ack> {
+    record::parse_acks(&fs::read_to_string(client).unwrap_or_default())
+}
+
+/// Whether `dev` is mounted read-write in this mountinfo text.
+pub fn rw_mounted(mountinfo: &str, dev: &str) -> bool {
+    mountinfo.lines().any(|l| {
+        let Some((left, right)) = l.split_once(" - ") else {
+            return false;
+        };
+        let source = right.split_whitespace().nth(1);
+        let opts = left.split_whitespace().nth(5).unwrap_or("");
+        source == Some(dev) && opts.split(',').any(|o| o == "rw")
+    })
+}
+
+/// The holder from `sfex status` text: `Some(None)` unlocked,
+/// `Some(Some(name))` locked by name, `None` unreadable.
+pub fn lock_holder(status: &str) -> Option<Option<String>> {
+    let field = |k: &str| {
+        status
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix(k).map(|v| v.trim().to_owned()))
+    };
+    match field("status:")?.as_str() {
+        "lock" => Some(Some(field("nodename:")?)),
+        "unlock" => Some(None),
+        _ => None,
+    }
+}
+
+/// `detect +0 ms, fence +812 ms` → [("detect", 0), ("fence", 812)].
+pub fn parse_timeline(t: &str) -> Vec<(String, u64)> {
+    t.split(',')
+        .filter_map(|s| {
+            let mut w = s.split_whitespace();
+            let name = w.next()?.to_owned();
+            let ms = w.next()?.strip_prefix('+')?.parse().ok()?;
+            Some((name, ms))
+        })
+        .collect()
+}
+
+/// The Unix time (ms) of a tracing log line starting with an RFC 3339 UTC
+/// timestamp (`2026-11-25T02:12:39.123456Z ...`).
+pub fn log_time_ms(line: &str) -> Option<u64> {
+    let ts = line.split_whitespace().next()?;
+    let ts = ts.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, dd) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>());
+    let (h, mi, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    // days from civil (Howard Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 86400 + h * 3600 + mi * 60 + s) * 1000) + ms).ok()
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let l: Vec<&str> = s.lines().collect();
+    l[l.len().saturating_sub(n)..].join("\n")
+}
+
+/// An MBR with primary Linux partitions (start sector, sectors).
+pub fn mbr(parts: &[(u32, u32)]) -> [u8; 512] {
+    let mut b = [0u8; 512];
+    for (i, (start, len)) in parts.iter().enumerate().take(4) {
+        let e = 446 + 16 * i;
+        b[e] = 0;
+        b[e + 1..e + 4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+        b[e + 4] = 0x83;
+        b[e + 5..e + 8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+        b[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+        b[e + 12..e + 16].copy_from_slice(&len.to_le_bytes());
+    }
+    b[510] = 0x55;
+    b[511] = 0xaa;
+    b
+}
+
+/// p50 and p99 (nearest rank) of `v` (sorted in place).
+pub fn percentiles(v: &mut [u64]) -> Option<(u64, u64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let rank = |p: usize| {
+        v[((v.len() * p).div_ceil(100))
+            .saturating_sub(1)
+            .min(v.len() - 1)]
+    };
+    Some((rank(50), rank(99)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers() {
+        assert_eq!(
+            parse_timeline("detect +0 ms, fence +812 ms, lease +1300 ms"),
+            vec![
+                ("detect".into(), 0),
+                ("fence".into(), 812),
+                ("lease".into(), 1300)
+            ]
+        );
+        assert_eq!(log_time_ms("1970-01-01T00:00:01.5Z x"), Some(1500));
+        assert_eq!(
+            log_time_ms("2000-03-01T00:00:00.000Z x"),
+            Some(951_868_800_000)
+        );
+        let mi = "36 25 98:2 / /mnt/data rw,relatime shared:1 - ext4 /dev/ubdb2 rw\n\
+                  37 25 98:2 / /mnt/x ro,relatime - ext4 /dev/ubdb1 rw\n";
+        assert!(rw_mounted(mi, "/dev/ubdb2"));
+        assert!(!rw_mounted(mi, "/dev/ubdb1"));
+        assert_eq!(
+            lock_holder("  status: lock\n  count: 7\n  nodename: nodeA\nstatus is LOCKED.\n"),
+            Some(Some("nodeA".into()))
+        );
+        assert_eq!(
+            lock_holder("  status: unlock\n  count: 0\n  nodename: \nstatus is UNLOCKED.\n"),
+            Some(None)
+        );
+        assert_eq!(lock_holder("garbage"), None);
+        assert_eq!(percentiles(&mut [5, 1, 3, 2, 4]), Some((3, 5)));
+        let m = mbr(&[(2048, 8192)]);
+        assert_eq!(&m[510..], &[0x55, 0xaa]);
+        assert_eq!(m[446 + 4], 0x83);
+    }
+}
