@@ -517,12 +517,17 @@ pub struct LinkStatus {
     pub last_heard: Option<Millis>,
     /// Counters.
     pub counters: LinkCounters,
+    /// Round trip of the newest accepted packet on this link: our clock now
+    /// minus its evidence time (the echoed send time plus the peer's hold),
+    /// in whole milliseconds.
+    pub rtt: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
 struct Link {
     state: LinkState,
     last: Option<Millis>,
+    rtt: Option<Millis>,
     next_send: Millis,
     last_send: Option<Millis>,
     counters: LinkCounters,
@@ -606,6 +611,7 @@ impl Membership {
             .map(|i| Link {
                 state: LinkState::Unknown,
                 last: None,
+                rtt: None,
                 next_send: now.plus(Millis(step * i)),
                 last_send: None,
                 counters: LinkCounters::default(),
@@ -748,6 +754,7 @@ impl Membership {
                     state: l.state,
                     last_heard: l.last,
                     counters: l.counters,
+                    rtt: l.rtt,
                 })
                 .collect(),
             totals,
@@ -958,6 +965,7 @@ impl Membership {
         let l = &mut self.links[link];
         l.counters.accepted += 1;
         l.last = l.last.max(Some(evidence));
+        l.rtt = Some(now.minus(evidence));
         self.peer.max_evidence = self.peer.max_evidence.max(Some(evidence));
         self.update_link(now, link, out);
 

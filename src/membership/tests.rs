@@ -149,6 +149,10 @@ fn evidence_trails_arrival_by_the_round_trip() {
     net.start(A, view(1));
     net.start(B, view(1));
     net.run_until(3000);
+    // the round trip each link reports: 100 ms there, 100 ms back
+    for l in net.m(A).status().links {
+        assert_eq!(l.rtt, Some(Millis(200)));
+    }
     net.crash(B);
     let last_send = net.last_send[B].unwrap();
     net.run_until(5000);

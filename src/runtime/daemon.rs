@@ -198,6 +198,10 @@ pub struct Daemon {
     write_submitted: Option<std::time::Instant>,
     /// Dropped-packet totals already counted in the metrics.
     drops_counted: BTreeMap<String, u64>,
+    /// Per link: accepted packets at the last look, and the loss ratio
+    /// over the last second (expected: one packet per keepalive).
+    link_accepted: BTreeMap<String, u64>,
+    link_loss: BTreeMap<String, f64>,
     notifier: Option<crate::runtime::notify::Notifier>,
     /// Persisted state: the newest snapshot goes to the writer thread.
     persisted: crate::state::PersistedState,
@@ -954,6 +958,8 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         metrics: Arc::clone(&metrics),
         write_submitted: None,
         drops_counted: BTreeMap::new(),
+        link_accepted: BTreeMap::new(),
+        link_loss: BTreeMap::new(),
         notifier,
         persisted: restored.clone().unwrap_or_default(),
         state_tx: Some(writer.0),
@@ -1049,7 +1055,10 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             _ = term.recv() => d.begin_shutdown("SIGTERM"),
             _ = int.recv() => d.begin_shutdown("SIGINT"),
             _ = hup.recv() => d.reload(&opts),
-            _ = second.tick() => d.count_drops(&hb_handle.status.borrow()),
+            _ = second.tick() => {
+                let st = hb_handle.status.borrow().clone();
+                d.link_metrics(&st);
+            }
             _ = sd_watchdog.tick() => {
                 if let Some(n) = &d.notifier {
                     let _ = n.watchdog();
@@ -1148,6 +1157,30 @@ async fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 impl Daemon {
+    /// Once a second: heartbeat round trip and loss per link for the
+    /// metrics and status.
+    #[allow(clippy::cast_precision_loss)]
+    fn link_metrics(&mut self, hb: &crate::membership::Status) {
+        let expected = 1000.0 / self.cfg.heartbeat.keepalive.0.max(1) as f64;
+        for (l, st) in self.cfg.links.iter().zip(&hb.links) {
+            if let Some(rtt) = st.rtt {
+                self.metrics
+                    .heartbeat_rtt(&l.name, Duration::from_millis(rtt.0));
+            }
+            let now = st.counters.accepted;
+            let before = self.link_accepted.insert(l.name.clone(), now);
+            if let (Some(before), PeerState::Alive) = (before, self.peer_state) {
+                let got = now.saturating_sub(before) as f64;
+                let loss = (1.0 - got / expected).clamp(0.0, 1.0);
+                self.metrics.heartbeat_loss(&l.name, loss);
+                self.link_loss.insert(l.name.clone(), loss);
+            } else {
+                self.link_loss.remove(&l.name);
+            }
+        }
+        self.count_drops(hb);
+    }
+
     fn count_drops(&mut self, hb: &crate::membership::Status) {
         for r in crate::membership::DropReason::ALL {
             let total = hb.totals.drops.get(*r);
@@ -1805,8 +1838,8 @@ mod report {
                             LinkState::Unknown => RLink::Unknown,
                         },
                         last_seen_ms: s.last_heard.map(age),
-                        rtt_us: None,
-                        loss_pct: None,
+                        rtt_us: s.rtt.map(|r| r.0.saturating_mul(1000)),
+                        loss_pct: self.link_loss.get(l.name.as_str()).map(|x| x * 100.0),
                         packets_in: c.accepted,
                         packets_out: c.sent,
                         dropped: drops(&c.drops),
