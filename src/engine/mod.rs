@@ -127,6 +127,11 @@ pub struct Engine {
     abort_sent: bool,
     /// Since when this node and the peer are both idle (start_delay).
     idle_since: Millis,
+    /// When the engine started, and whether the peer was heard since: a
+    /// non-preferred node that boots without hearing its peer gives the
+    /// preferred one `start_delay` to show up (both booting at once).
+    booted: Millis,
+    heard_peer: bool,
     next_monitor: Vec<Millis>,
     lease: Option<Lease>,
     /// Earliest time to try the lease again.
@@ -177,6 +182,8 @@ impl Engine {
             after: After::Release,
             abort_sent: false,
             idle_since: now,
+            booted: now,
+            heard_peer: false,
             lease: None,
             retry_at: now,
             idle_wake: Some(now),
@@ -405,6 +412,7 @@ impl Engine {
                     self.idle_since = now;
                 }
                 if p.alive {
+                    self.heard_peer = true;
                     self.peer_since = now;
                     // a peer heard from again is no longer "fenced"
                     self.peer_fenced = false;
@@ -750,6 +758,14 @@ impl Engine {
             let wait = self.peer.eligible && !self.preferred_here(now);
             let start = self.idle_since.plus(self.cfg.start_delay);
             if wait && now < start {
+                self.idle_wake = Some(start);
+                return;
+            }
+        } else if !self.heard_peer && !self.cfg.preferred && !self.moved_here(now) {
+            // just booted and the peer not heard yet: if it is booting too,
+            // the preferred node should win, so wait a start_delay for it
+            let start = self.booted.plus(self.cfg.start_delay);
+            if now < start {
                 self.idle_wake = Some(start);
                 return;
             }
