@@ -144,7 +144,26 @@ enum Done {
         ok: bool,
         detail: String,
     },
+    /// `drbdadm outdate` asked for by the peer's fence-peer handler.
+    Outdate {
+        ok: bool,
+        detail: String,
+    },
 }
+
+/// One fencing episode of DRBD's fence-peer handler on this node.
+#[derive(Debug, Clone)]
+struct FenceEpisode {
+    since: Millis,
+    outdate: crate::fence_peer::Outdate,
+}
+
+/// How long an unanswered or refused outdate request stays the answer:
+/// after that a new handler call asks the peer again.
+const FENCE_EPISODE_RETRY: Millis = Millis(30_000);
+/// How long the peer keeps trying `drbdadm outdate` (DRBD refuses while it
+/// still sees the connection, which it may for a ping-timeout).
+const OUTDATE_TRYING: Duration = Duration::from_secs(8);
 
 /// The daemon's state outside the engine.
 pub struct Daemon {
@@ -199,6 +218,10 @@ pub struct Daemon {
     /// Dropped-packet totals already counted in the metrics.
     drops_counted: BTreeMap<String, u64>,
     notifier: Option<crate::runtime::notify::Notifier>,
+    /// DRBD's fence-peer handler episode in progress (`hapair fence-peer`).
+    fence_episode: Option<FenceEpisode>,
+    /// An unresolved DRBD split brain, when one was seen: what was seen.
+    split_brain: Option<String>,
 }
 
 /// A failover seen from the node taking over: when each step finished,
@@ -401,6 +424,10 @@ impl Daemon {
         let peer = self.cfg.nodes[self.peer()].name.clone();
         let req = match r.kind {
             RequestKind::None => return,
+            RequestKind::Outdate => return self.outdate_for_peer(),
+            RequestKind::Outdated | RequestKind::OutdateRefused => {
+                return self.peer_outdate_answer(r.kind == RequestKind::Outdated);
+            }
             RequestKind::Standby => Request::Standby(true),
             RequestKind::Online => Request::Standby(false),
             RequestKind::MoveToSender => Request::Move {
@@ -669,6 +696,18 @@ impl Daemon {
                 ));
                 self.step(Input::FenceDone { level, ok });
             }
+            Done::Outdate { ok, detail } => {
+                let peer = self.cfg.nodes[self.peer()].name.clone();
+                if ok {
+                    self.note(format!("DRBD data outdated here at {peer}'s request"));
+                    self.forward(RequestKind::Outdated);
+                } else {
+                    self.note(format!(
+                        "DRBD outdate at {peer}'s request failed: {detail}"
+                    ));
+                    self.forward(RequestKind::OutdateRefused);
+                }
+            }
         }
     }
 
@@ -922,6 +961,8 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         write_submitted: None,
         drops_counted: BTreeMap::new(),
         notifier,
+        fence_episode: None,
+        split_brain: None,
         me,
         cfg: Arc::clone(&cfg),
     };
@@ -1025,6 +1066,15 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                 if let drbd::monitor::MonitorEvent::Stale { reason, .. } = &ev {
                     tracing::warn!("DRBD events2 stream: {reason:?}");
                 }
+                if let drbd::monitor::MonitorEvent::Transition {
+                    transition: drbd::model::Transition::Helper { resource, helper, status: None },
+                    ..
+                } = &ev
+                {
+                    if helper == "split-brain" && Some(resource) == drbd_res.as_ref() {
+                        d.on_split_brain("DRBD called its split-brain handler (unresolved split brain)");
+                    }
+                }
                 tracing::debug!(?ev, "drbd");
             }
             Ok(()) = changed_opt(&mut drbd_view) => {
@@ -1035,6 +1085,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                             d.note(format!("DRBD {res}: local {:?}, peer {:?}", v.local, v.peer));
                             d.drbd_view = Some(v);
                             d.step(Input::Drbd(v));
+                            d.on_drbd_peer_known(v.peer != crate::engine::Disk::Unknown);
                         }
                     }
                 }
@@ -1231,7 +1282,8 @@ impl Daemon {
     }
 }
 
-fn fencer_for(cfg: &Config, target: &str) -> Option<Arc<crate::runtime::fence::Fencer>> {
+/// The fencer for `target` from the config's levels (`None`: no device).
+pub(crate) fn fencer_for(cfg: &Config, target: &str) -> Option<Arc<crate::runtime::fence::Fencer>> {
     let levels = cfg.fencing.levels_for(target);
     (!levels.is_empty()).then(|| {
         Arc::new(crate::runtime::fence::Fencer::new(
@@ -1349,6 +1401,7 @@ impl Daemon {
             C::Cleanup { resource } => OperatorRequest::Cleanup(resource),
             C::Maintenance { on } => OperatorRequest::Maintenance(on),
             C::FenceConfirm { node } => OperatorRequest::FenceConfirm(node),
+            C::FencePeer { resource, unfence } => return self.on_fence_peer(&resource, unfence),
         };
         if self.shutting_down {
             return ControlResponse::error("hapair is shutting down on this node");
@@ -1607,6 +1660,10 @@ mod report {
                     peer_disk: "Unknown".into(),
                     connection: "Unknown".into(),
                     sync_pct: None,
+                    split_brain: self
+                        .split_brain
+                        .as_ref()
+                        .map(|seen| split_brain_advice(res, seen)),
                 };
                 if let Some(c) = drbd.and_then(|v| v.cluster()).filter(|c| c.ready()) {
                     if let Some(x) = c.resource(res) {
@@ -1735,4 +1792,215 @@ mod report {
             }
         }
     }
+}
+
+/// DRBD fencing (`hapair fence-peer`) and split brain.
+impl Daemon {
+    fn peer_liveness(&self) -> crate::fence_peer::Liveness {
+        use crate::fence_peer::Liveness;
+        match self.peer_state {
+            PeerState::Alive => Liveness::Alive,
+            PeerState::Dead => Liveness::Dead,
+            PeerState::Unknown => Liveness::Unknown,
+        }
+    }
+
+    /// The handler's call: the facts for its verdict. The first call of an
+    /// episode, on the lease holder with the peer alive, forwards an
+    /// outdate request to the peer.
+    fn on_fence_peer(
+        &mut self,
+        resource: &str,
+        unfence: bool,
+    ) -> crate::cli::proto::ControlResponse {
+        use crate::cli::proto::ControlResponse;
+        use crate::fence_peer::{Facts, Liveness, Outdate};
+        if self.drbd_name.as_deref() != Some(resource) {
+            return ControlResponse::error(format!(
+                "hapair does not manage DRBD resource {resource:?}"
+            ));
+        }
+        let peer = self.cfg.nodes[self.peer()].name.clone();
+        if unfence {
+            if self.fence_episode.take().is_some() {
+                self.note(format!(
+                    "DRBD {resource}: unfence: {peer}'s fencing record cleared"
+                ));
+            }
+            return ControlResponse::ok(format!("fencing record of {peer} cleared"));
+        }
+        let now = self.clock.now();
+        let stale = self.fence_episode.as_ref().is_some_and(|e| {
+            e.outdate != Outdate::Done && now >= e.since.plus(FENCE_EPISODE_RETRY)
+        });
+        if stale {
+            self.fence_episode = None;
+        }
+        if self.fence_episode.is_none() {
+            self.note(format!(
+                "DRBD {resource}: fence-peer handler called: DRBD lost {peer}"
+            ));
+            self.fence_episode = Some(FenceEpisode {
+                since: now,
+                outdate: Outdate::NotAsked,
+            });
+        }
+        let lease_held_here = self.engine.summary(now).holds_lease;
+        let liveness = self.peer_liveness();
+        if liveness == Liveness::Alive
+            && lease_held_here
+            && self
+                .fence_episode
+                .as_ref()
+                .is_some_and(|e| e.outdate == Outdate::NotAsked)
+        {
+            if let Some(e) = &mut self.fence_episode {
+                e.outdate = Outdate::Pending;
+            }
+            self.forward(RequestKind::Outdate);
+            self.note(format!(
+                "DRBD {resource}: {peer} is alive on the heartbeat: asking it to outdate itself"
+            ));
+        }
+        let facts = Facts {
+            peer: peer.clone(),
+            peer_liveness: liveness,
+            peer_active: self.peer_status().active,
+            lease_held_here,
+            peer_fenced: self.engine.fence_state() == crate::engine::FenceState::Done,
+            outdate: self
+                .fence_episode
+                .as_ref()
+                .map(|e| e.outdate.clone())
+                .unwrap_or_default(),
+        };
+        if let crate::fence_peer::Verdict::Exit(code, why) = crate::fence_peer::decide(&facts, false)
+        {
+            tracing::info!(resource, code = code.exit_code(), "fence-peer: {why}");
+        }
+        ControlResponse {
+            ok: true,
+            fence: Some(facts),
+            ..ControlResponse::default()
+        }
+    }
+
+    /// The peer's handler asked us to outdate our DRBD data: only while
+    /// this node runs nothing and does not hold the lease; DRBD itself
+    /// refuses while connected (retried for a while: it may not have seen
+    /// the cut yet) or while Primary.
+    fn outdate_for_peer(&mut self) {
+        let peer = self.cfg.nodes[self.peer()].name.clone();
+        let Some(res) = self.drbd_name.clone() else {
+            self.note(format!("{peer} asked to outdate DRBD, but there is no DRBD here"));
+            self.forward(RequestKind::OutdateRefused);
+            return;
+        };
+        let now = self.clock.now();
+        let s = self.engine.summary(now);
+        if s.phase != Phase::Idle || s.holds_lease {
+            self.note(format!(
+                "{peer} asked to outdate DRBD {res}: refused, this node is {:?}{}",
+                s.phase,
+                if s.holds_lease { " and holds the lease" } else { "" }
+            ));
+            self.forward(RequestKind::OutdateRefused);
+            return;
+        }
+        self.note(format!("{peer} asks to outdate DRBD {res}: drbdadm outdate {res}"));
+        let tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let admin = drbd::admin::Admin::new(drbd::admin::AdminConfig::default())
+                .with_timeout(Duration::from_secs(10));
+            let until = tokio::time::Instant::now() + OUTDATE_TRYING;
+            let result = loop {
+                match admin.outdate(&res).await {
+                    Ok(_) => break Ok(()),
+                    Err(e) if tokio::time::Instant::now() >= until => break Err(e.to_string()),
+                    Err(e) => {
+                        tracing::info!("drbdadm outdate {res}: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            };
+            let _ = tx.send(match result {
+                Ok(()) => Done::Outdate {
+                    ok: true,
+                    detail: String::new(),
+                },
+                Err(detail) => Done::Outdate { ok: false, detail },
+            });
+        });
+    }
+
+    fn peer_outdate_answer(&mut self, outdated: bool) {
+        use crate::fence_peer::Outdate;
+        let peer = self.cfg.nodes[self.peer()].name.clone();
+        match &mut self.fence_episode {
+            Some(e) if e.outdate == Outdate::Pending => {
+                e.outdate = if outdated {
+                    Outdate::Done
+                } else {
+                    Outdate::Refused(format!(
+                        "{peer} refused or its `drbdadm outdate` failed (see its log)"
+                    ))
+                };
+                self.note(format!(
+                    "{peer} {}",
+                    if outdated {
+                        "outdated its DRBD data"
+                    } else {
+                        "did NOT outdate its DRBD data"
+                    }
+                ));
+            }
+            _ => self.note(format!(
+                "{peer} answered an outdate request this node no longer waits for"
+            )),
+        }
+    }
+
+    /// The DRBD connection is back (the peer's disk is known): the fencing
+    /// episode is over, and so is a split brain.
+    fn on_drbd_peer_known(&mut self, known: bool) {
+        if !known {
+            return;
+        }
+        if self.fence_episode.take().is_some() {
+            self.note("DRBD reconnected: fencing episode over".into());
+        }
+        if self.split_brain.take().is_some() {
+            self.note("DRBD reconnected: split brain resolved".into());
+            self.step(Input::Health(true));
+        }
+    }
+
+    /// An unresolved split brain: said loudly with the manual recovery
+    /// (drbd.md 4.3), and this node refuses to start the stack until DRBD
+    /// has reconnected. Nothing is discarded automatically.
+    fn on_split_brain(&mut self, seen: &str) {
+        let Some(res) = self.drbd_name.clone() else {
+            return;
+        };
+        if self.split_brain.is_some() {
+            return;
+        }
+        self.split_brain = Some(seen.to_string());
+        let msg = split_brain_advice(&res, seen);
+        tracing::error!("{msg}");
+        self.note(msg);
+        self.step(Input::Health(false));
+    }
+}
+
+/// The split-brain message with drbd.md's manual recovery commands.
+pub fn split_brain_advice(res: &str, seen: &str) -> String {
+    format!(
+        "DRBD SPLIT BRAIN on {res}: {seen}. hapair will not start the stack here and discards \
+         nothing. Pick the victim (the node whose changes since the split are thrown away) and \
+         run there: `drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm -- \
+         --discard-my-data connect {res}` (DRBD 9: `drbdadm connect --discard-my-data {res}`), \
+         after stopping what uses the device; on the survivor, if StandAlone: `drbdadm \
+         disconnect {res}; drbdadm connect {res}`"
+    )
 }
