@@ -23,6 +23,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod hapair_drbd;
+
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
