@@ -215,6 +215,8 @@ pub struct Daemon {
     metrics: Arc<crate::runtime::metrics::Metrics>,
     /// When the lease write in flight was submitted (renewal latency).
     write_submitted: Option<std::time::Instant>,
+    /// The lock block of the lease write in flight.
+    write_block: Option<LockBlock>,
     /// Dropped-packet totals already counted in the metrics.
     drops_counted: BTreeMap<String, u64>,
     notifier: Option<crate::runtime::notify::Notifier>,
@@ -464,6 +466,7 @@ impl Daemon {
             }
             Action::WriteLease(b) => {
                 self.write_submitted = Some(std::time::Instant::now());
+                self.write_block = Some(b.clone());
                 if !self.lease.write(b) {
                     tracing::error!("the lease I/O thread is gone");
                 }
@@ -728,6 +731,13 @@ impl Daemon {
                 if let (Err(e), _) = (&r, ()) {
                     tracing::warn!("lease write failed: {}", e.message);
                 }
+                // what is on the disk now: after a release the last *read*
+                // block still names this node, and the peer would be told
+                // forever that we hold the lease
+                if let (Ok(()), Some(b)) = (&r, self.write_block.take()) {
+                    self.last_lock = Some(b);
+                    self.last_lock_at = Some(self.clock.now());
+                }
                 self.step(Input::LeaseWritten(r));
             }
         }
@@ -959,6 +969,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         timeline: None,
         metrics: Arc::clone(&metrics),
         write_submitted: None,
+        write_block: None,
         drops_counted: BTreeMap::new(),
         notifier,
         fence_episode: None,
