@@ -1096,8 +1096,8 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                             d.note(format!("DRBD {res}: local {:?}, peer {:?}", v.local, v.peer));
                             d.drbd_view = Some(v);
                             d.step(Input::Drbd(v));
-                            d.on_drbd_peer_known(v.peer != crate::engine::Disk::Unknown);
                         }
+                        d.on_drbd_connected(drbd_connected(&rx.borrow(), res));
                     }
                 }
             }
@@ -1920,18 +1920,36 @@ impl Daemon {
         }
         self.note(format!("{peer} asks to outdate DRBD {res}: drbdadm outdate {res}"));
         let tx = self.done_tx.clone();
+        let view = self.execs.iter().find_map(|e| match e {
+            Executor::Drbd(d) => Some(d.view()),
+            _ => None,
+        });
         tokio::spawn(async move {
             let admin = drbd::admin::Admin::new(drbd::admin::AdminConfig::default())
                 .with_timeout(Duration::from_secs(10));
             let until = tokio::time::Instant::now() + OUTDATE_TRYING;
             let result = loop {
-                match admin.outdate(&res).await {
-                    Ok(_) => break Ok(()),
-                    Err(e) if tokio::time::Instant::now() >= until => break Err(e.to_string()),
+                let done = match admin.outdate(&res).await {
+                    // DRBD 8.4 may accept the outdate in the moment before
+                    // it notices the cut and drop it again: the answer is
+                    // what the events stream shows afterwards
+                    Ok(_) => match &view {
+                        Some(v) => local_disk_becomes_outdated(v.clone(), &res).await,
+                        None => false,
+                    },
                     Err(e) => {
-                        tracing::info!("drbdadm outdate {res}: {e}; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tracing::info!("drbdadm outdate {res}: {e}");
+                        false
                     }
+                };
+                match done {
+                    true => break Ok(()),
+                    false if tokio::time::Instant::now() >= until => {
+                        break Err(format!(
+                            "drbdadm outdate {res}: the local disk did not stay Outdated"
+                        ));
+                    }
+                    false => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             };
             let _ = tx.send(match result {
@@ -1971,10 +1989,10 @@ impl Daemon {
         }
     }
 
-    /// The DRBD connection is back (the peer's disk is known): the fencing
-    /// episode is over, and so is a split brain.
-    fn on_drbd_peer_known(&mut self, known: bool) {
-        if !known {
+    /// The DRBD connection is back: the fencing episode is over, and so
+    /// is a split brain.
+    fn on_drbd_connected(&mut self, connected: bool) {
+        if !connected {
             return;
         }
         if self.fence_episode.take().is_some() {
@@ -2014,4 +2032,42 @@ pub fn split_brain_advice(res: &str, seen: &str) -> String {
          after stopping what uses the device; on the survivor, if StandAlone: `drbdadm \
          disconnect {res}; drbdadm connect {res}`"
     )
+}
+
+/// Whether some connection of `res` is Connected in the monitor's view.
+fn drbd_connected(v: &drbd::monitor::StateView, res: &str) -> bool {
+    v.cluster()
+        .filter(|c| c.ready())
+        .and_then(|c| c.resource(res))
+        .is_some_and(|r| {
+            r.connections
+                .values()
+                .any(|c| c.state == Some(drbd::events::ConnState::Connected))
+        })
+}
+
+/// Waits up to 2 s for the events stream to show `res`'s local disk
+/// Outdated, and true if it does and is not Connected at that moment.
+async fn local_disk_becomes_outdated(
+    mut rx: watch::Receiver<drbd::monitor::StateView>,
+    res: &str,
+) -> bool {
+    let check = |v: &drbd::monitor::StateView| {
+        v.cluster().filter(|c| c.ready()).is_some_and(|c| {
+            drbd::promote::View::of(c, res, false, false).local_disk
+                == Some(drbd::events::DiskState::Outdated)
+        }) && !drbd_connected(v, res)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        if check(&rx.borrow_and_update()) {
+            // stable for a moment (8.4 may flip it back at once)
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return check(&rx.borrow());
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return false,
+        }
+    }
 }
