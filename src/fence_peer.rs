@@ -127,7 +127,11 @@ pub enum Verdict {
 /// The decision, from the daemon's facts; `timed_out` once the handler's
 /// time is up (a pending outdate then becomes a refusal). Pure.
 pub fn decide(f: &Facts, timed_out: bool) -> Verdict {
-    let peer = if f.peer.is_empty() { "the peer" } else { &f.peer };
+    let peer = if f.peer.is_empty() {
+        "the peer"
+    } else {
+        &f.peer
+    };
     let exit = |c: Code, why: String| Verdict::Exit(c, why);
     if f.peer_fenced && f.peer_liveness != Liveness::Alive {
         return exit(
@@ -209,8 +213,7 @@ pub fn decide_offline(lease: LeaseSays, fenced: Option<bool>) -> (Code, String) 
     match (lease, fenced) {
         (_, Some(true)) => (
             Code::PeerFenced,
-            "no daemon; the lease names this node and a fence device confirmed the peer off"
-                .into(),
+            "no daemon; the lease names this node and a fence device confirmed the peer off".into(),
         ),
         (LeaseSays::Peer, _) => (
             Code::PeerPrimary,
@@ -559,7 +562,10 @@ mod tests {
         for l in [LeaseSays::Peer, LeaseSays::Other, LeaseSays::Unknown] {
             assert!(!may_fence_offline(l));
         }
-        assert_eq!(decide_offline(LeaseSays::Me, Some(true)).0, Code::PeerFenced);
+        assert_eq!(
+            decide_offline(LeaseSays::Me, Some(true)).0,
+            Code::PeerFenced
+        );
         assert_eq!(decide_offline(LeaseSays::Me, Some(false)).0, Code::Refused);
         assert_eq!(decide_offline(LeaseSays::Me, None).0, Code::Refused);
         assert_eq!(decide_offline(LeaseSays::Peer, None).0, Code::PeerPrimary);

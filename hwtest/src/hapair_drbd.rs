@@ -172,10 +172,8 @@ impl HaPair {
             Node::A,
             "drbdadm primary r0 && mkfs.ext4 -q /dev/drbd0 && drbdadm secondary r0",
         )?;
-        pair.lab.run_ok(
-            Node::A,
-            &format!("{} init -n 1 /dev/ubdb", sfex.display()),
-        )?;
+        pair.lab
+            .run_ok(Node::A, &format!("{} init -n 1 /dev/ubdb", sfex.display()))?;
         let res = dir.join("drbd.d/r0.res");
         let text = fs::read_to_string(&res).map_err(|e| HaError::Setup(format!("r0.res: {e}")))?;
         let b = pair.bin.display();
@@ -369,10 +367,11 @@ impl HaPair {
             if parts[0].contains("ro:Primary/") {
                 primaries.push(n);
             }
-            if parts[1]
-                .lines()
-                .any(|l| l.split_whitespace().nth(3).is_some_and(|o| o.starts_with("rw")))
-            {
+            if parts[1].lines().any(|l| {
+                l.split_whitespace()
+                    .nth(3)
+                    .is_some_and(|o| o.starts_with("rw"))
+            }) {
                 mounts.push(n);
             }
             if believes_holder(parts[2], n.name()) {
@@ -390,7 +389,11 @@ impl HaPair {
             bad.push(format!("two lease holders: {holders:?}"));
         }
         if !bad.is_empty() {
-            return Err(HaError::Safety(format!("{}\n{}", bad.join("; "), self.dump())));
+            return Err(HaError::Safety(format!(
+                "{}\n{}",
+                bad.join("; "),
+                self.dump()
+            )));
         }
         Ok(primaries.first().copied())
     }

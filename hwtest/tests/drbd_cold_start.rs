@@ -7,14 +7,18 @@
 use std::time::{Duration, Instant};
 
 use hwtest::Node;
-use hwtest::hapair_drbd::{HaPair, MNT, other};
+use hwtest::hapair_drbd::{HaPair, MNT, believes_holder, other};
 
 #[test]
 fn drbd_cold_start_one_primary() {
     let t0 = Instant::now();
     let mut p = HaPair::setup().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("lab + pair setup {:.1?}", t0.elapsed());
-    assert_eq!(p.check_safety().unwrap(), None, "nobody Primary before the daemons");
+    assert_eq!(
+        p.check_safety().unwrap(),
+        None,
+        "nobody Primary before the daemons"
+    );
     p.start(Node::A).unwrap();
     p.start(Node::B).unwrap();
     let t1 = Instant::now();
@@ -23,7 +27,10 @@ fn drbd_cold_start_one_primary() {
     let pri = p
         .wait_any_running(Duration::from_secs(90))
         .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("daemons started -> stack running on {pri} {:.1?}", t1.elapsed());
+    eprintln!(
+        "daemons started -> stack running on {pri} {:.1?}",
+        t1.elapsed()
+    );
     let primary = p.check_safety().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(primary, Some(pri), "{}", p.dump());
     let sec = other(pri);
@@ -32,14 +39,30 @@ fn drbd_cold_start_one_primary() {
     assert_eq!(p.lab.drbd_dstate(pri).unwrap(), "UpToDate/UpToDate");
     let mi = p.lab.mountinfo(pri).unwrap();
     assert!(
-        mi.lines().any(|l| l.contains(&format!(" {MNT} ")) && l.contains(" - ext4 /dev/drbd0 ")),
+        mi.lines()
+            .any(|l| l.contains(&format!(" {MNT} ")) && l.contains(" - ext4 /dev/drbd0 ")),
         "{mi}"
     );
     assert!(!p.lab.mountinfo(sec).unwrap().contains("/dev/drbd0"));
-    // the peer sees the Primary as the holder and is not running anything
+    // the Primary's daemon holds the lease; the other one sees it as the
+    // running primary (it does not read the lease while the peer is
+    // active) and runs nothing
+    let st = p.status(pri).unwrap();
+    assert!(believes_holder(&st, pri.name()), "{st}");
     let st = p.status(sec).unwrap();
-    assert!(st.contains(&format!("\"holder\":\"{}\"", pri.name())), "{st}");
-    assert!(!p.last_log(sec).contains("stack running here"), "{}", p.dump());
+    assert!(!believes_holder(&st, sec.name()), "{st}");
+    assert!(
+        st.contains(&format!(
+            "\"name\":\"{}\",\"state\":\"online\",\"role\":\"primary\"",
+            pri.name()
+        )),
+        "{st}"
+    );
+    assert!(
+        !p.last_log(sec).contains("stack running here"),
+        "{}",
+        p.dump()
+    );
     // a few seconds of steady state: still exactly one
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(p.check_safety().unwrap(), Some(pri));

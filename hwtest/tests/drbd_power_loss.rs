@@ -22,23 +22,33 @@ fn drbd_power_loss_of_the_primary() {
     let sec = other(pri);
     assert_eq!(p.check_safety().unwrap(), Some(pri));
     p.lab
-        .run_ok(pri, &format!("echo before-{} > {MNT}/before && sync", pri.name()))
+        .run_ok(
+            pri,
+            &format!("echo before-{} > {MNT}/before && sync", pri.name()),
+        )
         .unwrap();
 
     // power cut
     let cut = Instant::now();
     p.lab.kill(pri).unwrap();
     assert_eq!(p.check_safety().unwrap(), None, "survivor not Primary yet");
-    p.wait_log(sec, "takeover after the power cut", Duration::from_secs(90), |l| {
-        l.contains("stack running here")
-    })
+    p.wait_log(
+        sec,
+        "takeover after the power cut",
+        Duration::from_secs(90),
+        |l| l.contains("stack running here"),
+    )
     .unwrap_or_else(|e| panic!("{e}"));
     p.wait_running(sec, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("power cut -> stack running on {sec}: {:.1?}", cut.elapsed());
     assert_eq!(p.check_safety().unwrap(), Some(sec), "{}", p.dump());
     let log = p.last_log(sec);
-    assert!(log.contains(&format!("{} is dead", pri.name())), "{}", p.dump());
+    assert!(
+        log.contains(&format!("{} is dead", pri.name())),
+        "{}",
+        p.dump()
+    );
     assert!(log.contains("fence level 1: confirmed off"), "{}", p.dump());
     let timeline = log
         .lines()
@@ -48,7 +58,10 @@ fn drbd_power_loss_of_the_primary() {
     eprintln!("{timeline}");
     assert!(timeline.contains("fence +"), "{timeline}");
     let power = p.lab.power_log();
-    assert!(power.contains(&format!(" off {} rc=0", pri.name())), "{power}");
+    assert!(
+        power.contains(&format!(" off {} rc=0", pri.name())),
+        "{power}"
+    );
     // DRBD, promoting with the peer's disk unknown, asks hapair fence-peer:
     // the peer is confirmed off, so 7
     let helper = p
@@ -85,14 +98,23 @@ fn drbd_power_loss_of_the_primary() {
             Duration::from_secs(90),
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
-    eprintln!("power on -> {pri} Secondary UpToDate/UpToDate: {:.1?}", on.elapsed());
+    eprintln!(
+        "power on -> {pri} Secondary UpToDate/UpToDate: {:.1?}",
+        on.elapsed()
+    );
     assert_eq!(p.check_safety().unwrap(), Some(sec));
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(p.check_safety().unwrap(), Some(sec), "{}", p.dump());
-    assert!(!p.last_log(pri).contains("stack running here"), "{}", p.dump());
+    assert!(
+        !p.last_log(pri).contains("stack running here"),
+        "{}",
+        p.dump()
+    );
     // it resynced the survivor's writes: with the filesystem frozen on the
     // Primary, both backing disks hold the same bytes
-    p.lab.run_ok(sec, &format!("sync && fsfreeze -f {MNT}")).unwrap();
+    p.lab
+        .run_ok(sec, &format!("sync && fsfreeze -f {MNT}"))
+        .unwrap();
     let blocks = |n| p.lab.run_ok(n, "head -c 64M /dev/ubda | md5sum").unwrap();
     let (a, b) = (blocks(pri), blocks(sec));
     p.lab.run_ok(sec, &format!("fsfreeze -u {MNT}")).unwrap();

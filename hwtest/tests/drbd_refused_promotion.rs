@@ -43,9 +43,12 @@ fn drbd_secondary_never_promotes_before_the_primary_demoted() {
     let mv = Instant::now();
     let (rc, out) = p.cli(sec, &format!("move {}", sec.name())).unwrap();
     assert_eq!(rc, 0, "{out}");
-    p.wait_log(sec, "the stack to move here", Duration::from_secs(90), |l| {
-        l.contains("stack running here")
-    })
+    p.wait_log(
+        sec,
+        "the stack to move here",
+        Duration::from_secs(90),
+        |l| l.contains("stack running here"),
+    )
     .unwrap_or_else(|e| panic!("{e}"));
     p.wait_running(sec, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -33,7 +33,10 @@ fn drbd_replication_cut_outdates_the_secondary() {
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
     let helper = p.lab.run_ok(pri, "dmesg | grep -i 'fence-peer'").unwrap();
-    eprintln!("repl cut -> fence-peer returned: {:.1?}\n{helper}", cut.elapsed());
+    eprintln!(
+        "repl cut -> fence-peer returned: {:.1?}\n{helper}",
+        cut.elapsed()
+    );
     assert!(
         helper.contains("exit code 4") || helper.contains("returned 4"),
         "{helper}\n{}",

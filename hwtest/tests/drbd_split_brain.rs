@@ -79,7 +79,10 @@ fn drbd_split_brain_detected_reported_refused() {
     }
     // nothing was discarded: both files still on their sides
     assert_eq!(
-        p.lab.run_ok(pri, &format!("cat {MNT}/survivor")).unwrap().trim(),
+        p.lab
+            .run_ok(pri, &format!("cat {MNT}/survivor"))
+            .unwrap()
+            .trim(),
         "kept"
     );
 

@@ -705,9 +705,7 @@ impl Daemon {
                     self.note(format!("DRBD data outdated here at {peer}'s request"));
                     self.forward(RequestKind::Outdated);
                 } else {
-                    self.note(format!(
-                        "DRBD outdate at {peer}'s request failed: {detail}"
-                    ));
+                    self.note(format!("DRBD outdate at {peer}'s request failed: {detail}"));
                     self.forward(RequestKind::OutdateRefused);
                 }
             }
@@ -978,9 +976,8 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         cfg: Arc::clone(&cfg),
     };
     let view = d.node_view(clock.now());
-    let (hb, mut hb_handle) =
-        Heartbeat::new(cfg.heartbeat_config(me), keyring, view, clock)
-            .map_err(|e| setup("heartbeat", e))?;
+    let (hb, mut hb_handle) = Heartbeat::new(cfg.heartbeat_config(me), keyring, view, clock)
+        .map_err(|e| setup("heartbeat", e))?;
     let (hb_stop_tx, hb_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let hb_task = tokio::spawn(hb.run(async move {
         let _ = hb_stop_rx.await;
@@ -1885,7 +1882,8 @@ impl Daemon {
                 .map(|e| e.outdate.clone())
                 .unwrap_or_default(),
         };
-        if let crate::fence_peer::Verdict::Exit(code, why) = crate::fence_peer::decide(&facts, false)
+        if let crate::fence_peer::Verdict::Exit(code, why) =
+            crate::fence_peer::decide(&facts, false)
         {
             tracing::info!(resource, code = code.exit_code(), "fence-peer: {why}");
         }
@@ -1903,7 +1901,9 @@ impl Daemon {
     fn outdate_for_peer(&mut self) {
         let peer = self.cfg.nodes[self.peer()].name.clone();
         let Some(res) = self.drbd_name.clone() else {
-            self.note(format!("{peer} asked to outdate DRBD, but there is no DRBD here"));
+            self.note(format!(
+                "{peer} asked to outdate DRBD, but there is no DRBD here"
+            ));
             self.forward(RequestKind::OutdateRefused);
             return;
         };
@@ -1913,12 +1913,18 @@ impl Daemon {
             self.note(format!(
                 "{peer} asked to outdate DRBD {res}: refused, this node is {:?}{}",
                 s.phase,
-                if s.holds_lease { " and holds the lease" } else { "" }
+                if s.holds_lease {
+                    " and holds the lease"
+                } else {
+                    ""
+                }
             ));
             self.forward(RequestKind::OutdateRefused);
             return;
         }
-        self.note(format!("{peer} asks to outdate DRBD {res}: drbdadm outdate {res}"));
+        self.note(format!(
+            "{peer} asks to outdate DRBD {res}: drbdadm outdate {res}"
+        ));
         let tx = self.done_tx.clone();
         let view = self.execs.iter().find_map(|e| match e {
             Executor::Drbd(d) => Some(d.view()),
