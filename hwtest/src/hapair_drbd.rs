@@ -102,7 +102,13 @@ pub struct HaPair {
     pub config: PathBuf,
     /// Each running daemon's output file (nodeA, nodeB), appended per start.
     logs: [Vec<PathBuf>; 2],
+    /// The lease goes through a device-mapper device on each node.
+    dm_lease: bool,
 }
+
+/// The device-mapper device over `/dev/ubdb` that [`HaPair::setup_dm_lease`]
+/// gives each node, so that one node's lease I/O can be broken alone.
+pub const DM_LEASE: &str = "/dev/mapper/lease";
 
 fn idx(n: Node) -> usize {
     match n {
@@ -120,6 +126,17 @@ impl HaPair {
     /// Boots the lab and prepares the pair (see the module doc); starts no
     /// daemon.
     pub fn setup() -> Result<HaPair, HaError> {
+        HaPair::setup_with(false)
+    }
+
+    /// [`HaPair::setup`] with the lease on [`DM_LEASE`], a `linear` map of
+    /// `/dev/ubdb` made on each node before its daemon starts;
+    /// [`HaPair::break_lease`] swaps one node's table for `error`.
+    pub fn setup_dm_lease() -> Result<HaPair, HaError> {
+        HaPair::setup_with(true)
+    }
+
+    fn setup_with(dm_lease: bool) -> Result<HaPair, HaError> {
         let bins = Bins::find()?;
         let lab = Lab::up(&[Node::A, Node::B])?;
         let dir = lab.dir().to_path_buf();
@@ -147,13 +164,15 @@ impl HaPair {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
-        fs::write(&config, config_text(&key, &lab.fence_agent()))
+        let lease_dev = if dm_lease { DM_LEASE } else { "/dev/ubdb" };
+        fs::write(&config, config_text(&key, &lab.fence_agent(), lease_dev))
             .map_err(|e| HaError::Setup(format!("write config: {e}")))?;
         let pair = HaPair {
             lab,
             bin,
             config,
             logs: [Vec::new(), Vec::new()],
+            dm_lease,
         };
         let v = std::process::Command::new(&pair.bin)
             .arg("validate")
@@ -218,6 +237,15 @@ impl HaPair {
              echo \"$EPOCHREALTIME $r $m\" >> {dir}/{name}/safety.log; read -t 0.2 -u 3; done"
         );
         self.lab.spawn(node, &watcher)?;
+        if self.dm_lease {
+            self.lab.run_ok(
+                node,
+                &format!(
+                    "test -b {DM_LEASE} || {{ modprobe dm_mod && dmsetup create lease --table \
+                     \"0 $(blockdev --getsz /dev/ubdb) linear /dev/ubdb 0\" && dmsetup mknodes lease && test -b {DM_LEASE}; }}"
+                ),
+            )?;
+        }
         let out = self.lab.spawn(
             node,
             &format!(
@@ -443,6 +471,20 @@ impl HaPair {
             .count()
     }
 
+    /// Makes the lease unreadable and unwritable on `node` only: its
+    /// [`DM_LEASE`] table becomes `error`.
+    pub fn break_lease(&self, node: Node) -> Result<(), HaError> {
+        self.lab.run_ok(
+            node,
+            &format!(
+                "dmsetup reload lease --table \"0 $(blockdev --getsz /dev/ubdb) error\" && \
+                 dmsetup resume lease && ! dd if={DM_LEASE} of=/dev/null bs=512 count=1 \
+                 iflag=direct status=none 2>/dev/null"
+            ),
+        )?;
+        Ok(())
+    }
+
     /// Powers `node` on through the lab's switch (DRBD down, as a real
     /// power-on: hapair's `drbdadm adjust` brings it up).
     pub fn power_on(&self, node: Node) -> Result<(), HaError> {
@@ -475,7 +517,7 @@ pub fn believes_holder(status_json: &str, me: &str) -> bool {
     holder && remaining
 }
 
-fn config_text(key: &Path, fence_agent: &Path) -> String {
+fn config_text(key: &Path, fence_agent: &Path, lease_dev: &str) -> String {
     format!(
         r#"# hapair over the lab's DRBD r0 (written by hwtest::hapair_drbd)
 [cluster]
@@ -507,7 +549,7 @@ nodeA = "10.88.1.1:5405"
 nodeB = "10.88.1.2:5405"
 
 [lease]
-device = "/dev/ubdb"
+device = "{lease_dev}"
 index = 1
 engine = "sync"
 monitor_interval = "1s"
@@ -595,7 +637,11 @@ mod tests {
 
     #[test]
     fn config_mentions_both_fence_devices() {
-        let c = config_text(Path::new("/k"), Path::new("/lab/bin/fence_lab"));
+        let c = config_text(
+            Path::new("/k"),
+            Path::new("/lab/bin/fence_lab"),
+            "/dev/ubdb",
+        );
         assert_eq!(c.matches("agent = \"/lab/bin/fence_lab\"").count(), 2);
     }
 }

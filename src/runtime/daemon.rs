@@ -353,10 +353,13 @@ impl Daemon {
         NodeView {
             role,
             lease: LeaseView {
-                holder: if s.holds_lease {
-                    LeaseHolder::Sender
-                } else {
-                    holder
+                holder: match holder {
+                    _ if s.holds_lease => LeaseHolder::Sender,
+                    // the block names us but the engine does not hold the
+                    // lease (released, lost, or unreadable since): telling
+                    // the peer "Sender" would keep it from ever taking over
+                    LeaseHolder::Sender => LeaseHolder::Unknown,
+                    h => h,
                 },
                 counter: self
                     .last_lock
