@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod fence_peer;
 pub mod keys;
 pub mod membership;
 pub mod preflight;

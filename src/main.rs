@@ -87,6 +87,25 @@ enum Cmd {
     /// a check that no acknowledged record is lost (root; installs the lab's
     /// packages). `--sfex-only`: the sfex lease on a scratch loop device.
     Demo(demo::DemoArgs),
+    /// DRBD's fence-peer handler (`handlers { fence-peer "hapair fence-peer"; }`):
+    /// asks the local daemon to outdate or fence the peer and exits with
+    /// DRBD's code (4 outdated, 5 down, 6 peer Primary, 7 fenced, 1 no verdict).
+    FencePeer {
+        /// The config file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// This node's name in the config [default: the host name].
+        #[arg(long)]
+        node: Option<String>,
+        /// The peer resynced (after-resync-target / unfence-peer): clear the record.
+        #[arg(long)]
+        unfence: bool,
+        /// How long to wait for the peer to outdate itself.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// The DRBD resource when DRBD_RESOURCE is not set (DRBD passes it as argv too).
+        resource: Option<String>,
+    },
 }
 
 const DEFAULT_CONFIG: &str = "/etc/hapair/hapair.toml";
@@ -174,6 +193,28 @@ fn main() -> ExitCode {
         Cmd::Man { dir } => {
             let cmd = <Cli as clap::CommandFactory>::command();
             hapair::cli::man_pages(&cmd, &dir).map_err(anyhow::Error::from)
+        }
+        Cmd::FencePeer {
+            config,
+            node,
+            unfence,
+            timeout,
+            resource,
+        } => {
+            let opts = hapair::fence_peer::HandlerOptions {
+                config,
+                node,
+                resource,
+                unfence,
+                timeout,
+            };
+            return match hapair::fence_peer::run(&opts) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("hapair fence-peer: {e}");
+                    ExitCode::from(hapair::fence_peer::Code::Refused.exit_code())
+                }
+            };
         }
         Cmd::Run { config, node } => {
             init_tracing();

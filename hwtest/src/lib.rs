@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod hapair_drbd;
 pub mod pair;
 pub mod record;
 

@@ -74,6 +74,16 @@ pub enum ControlRequest {
         /// The node that is off.
         node: String,
     },
+    /// DRBD's fence-peer handler (`hapair fence-peer`): the facts for its
+    /// verdict; the first call of an episode asks the peer to outdate
+    /// itself. With `unfence`, the episode's record is cleared.
+    FencePeer {
+        /// The DRBD resource.
+        resource: String,
+        /// `--unfence` (after-resync-target / unfence-peer).
+        #[serde(default)]
+        unfence: bool,
+    },
 }
 
 impl ControlRequest {
@@ -97,6 +107,9 @@ pub struct ControlResponse {
     /// The status, for `status` and each `watch` line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Box<StatusReport>>,
+    /// The facts for `fence-peer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<crate::fence_peer::Facts>,
 }
 
 impl ControlResponse {
@@ -295,6 +308,9 @@ pub struct DrbdReport {
     pub connection: String,
     /// Resync progress, when syncing.
     pub sync_pct: Option<f64>,
+    /// An unresolved split brain, with the manual recovery commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_brain: Option<String>,
 }
 
 /// State of a resource on this node.

@@ -328,6 +328,9 @@ pub fn problems(r: &StatusReport) -> Vec<String> {
         .drbd
         .as_ref()
         .filter(|d| !d.connection.is_empty() && d.connection != "Connected");
+    if let Some(sb) = r.drbd.as_ref().and_then(|d| d.split_brain.as_ref()) {
+        p.push(clean(sb));
+    }
     if let Some(d) = drbd_down {
         let res = clean(&d.resource);
         p.push(format!(

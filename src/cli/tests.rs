@@ -71,6 +71,7 @@ pub(crate) fn troubled_report() -> StatusReport {
             peer_disk: "DUnknown".into(),
             connection: "StandAlone".into(),
             sync_pct: None,
+            split_brain: None,
         }),
         resources: vec![
             ResourceReport {

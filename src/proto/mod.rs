@@ -346,6 +346,16 @@ wire_enum! {
         MaintenanceOff = 7,
         /// Clear the receiver's fail counts (all resources).
         Cleanup = 8,
+        /// DRBD fencing: the sender's fence-peer handler asks the receiver
+        /// to run `drbdadm outdate` on the DRBD resource (it must be
+        /// Secondary and disconnected).
+        Outdate = 9,
+        /// Answer to [`RequestKind::Outdate`]: the receiver's data is now
+        /// marked Outdated.
+        Outdated = 10,
+        /// Answer to [`RequestKind::Outdate`]: the receiver could not or
+        /// would not outdate itself.
+        OutdateRefused = 11,
     }
 }
 

@@ -199,7 +199,7 @@ fn authentic_but_malformed_bodies() {
         (OFF_FLAGS, 0x02, "unknown flags"),
         (OFF_REQUEST, 0x01, "bad peer request"),
         (OFF_REQUEST, 0x10, "bad peer request"),
-        (OFF_REQUEST, 0x91, "unknown peer request"),
+        (OFF_REQUEST, 0xc1, "unknown peer request"),
         (OFF_ROLE, 10, "unknown role"),
         (OFF_HOLDER, 5, "unknown lease holder"),
         (OFF_STACK_STATE, 7, "unknown stack state"),

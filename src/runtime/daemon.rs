@@ -144,7 +144,26 @@ enum Done {
         ok: bool,
         detail: String,
     },
+    /// `drbdadm outdate` asked for by the peer's fence-peer handler.
+    Outdate {
+        ok: bool,
+        detail: String,
+    },
 }
+
+/// One fencing episode of DRBD's fence-peer handler on this node.
+#[derive(Debug, Clone)]
+struct FenceEpisode {
+    since: Millis,
+    outdate: crate::fence_peer::Outdate,
+}
+
+/// How long an unanswered or refused outdate request stays the answer:
+/// after that a new handler call asks the peer again.
+const FENCE_EPISODE_RETRY: Millis = Millis(30_000);
+/// How long the peer keeps trying `drbdadm outdate` (DRBD refuses while it
+/// still sees the connection, which it may for a ping-timeout).
+const OUTDATE_TRYING: Duration = Duration::from_secs(8);
 
 /// The daemon's state outside the engine.
 pub struct Daemon {
@@ -196,6 +215,8 @@ pub struct Daemon {
     metrics: Arc<crate::runtime::metrics::Metrics>,
     /// When the lease write in flight was submitted (renewal latency).
     write_submitted: Option<std::time::Instant>,
+    /// The lock block of the lease write in flight.
+    write_block: Option<LockBlock>,
     /// Dropped-packet totals already counted in the metrics.
     drops_counted: BTreeMap<String, u64>,
     /// Per link: accepted packets at the last look, and the loss ratio
@@ -207,6 +228,10 @@ pub struct Daemon {
     persisted: crate::state::PersistedState,
     state_tx: Option<std::sync::mpsc::Sender<crate::state::PersistedState>>,
     state_writer: Option<std::thread::JoinHandle<()>>,
+    /// DRBD's fence-peer handler episode in progress (`hapair fence-peer`).
+    fence_episode: Option<FenceEpisode>,
+    /// An unresolved DRBD split brain, when one was seen: what was seen.
+    split_brain: Option<String>,
 }
 
 /// A failover seen from the node taking over: when each step finished,
@@ -336,10 +361,13 @@ impl Daemon {
         NodeView {
             role,
             lease: LeaseView {
-                holder: if s.holds_lease {
-                    LeaseHolder::Sender
-                } else {
-                    holder
+                holder: match holder {
+                    _ if s.holds_lease => LeaseHolder::Sender,
+                    // the block names us but the engine does not hold the
+                    // lease (released, lost, or unreadable since): telling
+                    // the peer "Sender" would keep it from ever taking over
+                    LeaseHolder::Sender => LeaseHolder::Unknown,
+                    h => h,
                 },
                 counter: self
                     .last_lock
@@ -409,6 +437,10 @@ impl Daemon {
         let peer = self.cfg.nodes[self.peer()].name.clone();
         let req = match r.kind {
             RequestKind::None => return,
+            RequestKind::Outdate => return self.outdate_for_peer(),
+            RequestKind::Outdated | RequestKind::OutdateRefused => {
+                return self.peer_outdate_answer(r.kind == RequestKind::Outdated);
+            }
             RequestKind::Standby => Request::Standby(true),
             RequestKind::Online => Request::Standby(false),
             RequestKind::MoveToSender => Request::Move {
@@ -445,6 +477,7 @@ impl Daemon {
             }
             Action::WriteLease(b) => {
                 self.write_submitted = Some(std::time::Instant::now());
+                self.write_block = Some(b.clone());
                 if !self.lease.write(b) {
                     tracing::error!("the lease I/O thread is gone");
                 }
@@ -677,6 +710,16 @@ impl Daemon {
                 ));
                 self.step(Input::FenceDone { level, ok });
             }
+            Done::Outdate { ok, detail } => {
+                let peer = self.cfg.nodes[self.peer()].name.clone();
+                if ok {
+                    self.note(format!("DRBD data outdated here at {peer}'s request"));
+                    self.forward(RequestKind::Outdated);
+                } else {
+                    self.note(format!("DRBD outdate at {peer}'s request failed: {detail}"));
+                    self.forward(RequestKind::OutdateRefused);
+                }
+            }
         }
     }
 
@@ -696,6 +739,13 @@ impl Daemon {
                 }
                 if let (Err(e), _) = (&r, ()) {
                     tracing::warn!("lease write failed: {}", e.message);
+                }
+                // what is on the disk now: after a release the last *read*
+                // block still names this node, and the peer would be told
+                // forever that we hold the lease
+                if let (Ok(()), Some(b)) = (&r, self.write_block.take()) {
+                    self.last_lock = Some(b);
+                    self.last_lock_at = Some(self.clock.now());
                 }
                 self.step(Input::LeaseWritten(r));
             }
@@ -957,6 +1007,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         timeline: None,
         metrics: Arc::clone(&metrics),
         write_submitted: None,
+        write_block: None,
         drops_counted: BTreeMap::new(),
         link_accepted: BTreeMap::new(),
         link_loss: BTreeMap::new(),
@@ -964,6 +1015,8 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         persisted: restored.clone().unwrap_or_default(),
         state_tx: Some(writer.0),
         state_writer: Some(writer.1),
+        fence_episode: None,
+        split_brain: None,
         me,
         cfg: Arc::clone(&cfg),
     };
@@ -1072,6 +1125,15 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                 if let drbd::monitor::MonitorEvent::Stale { reason, .. } = &ev {
                     tracing::warn!("DRBD events2 stream: {reason:?}");
                 }
+                if let drbd::monitor::MonitorEvent::Transition {
+                    transition: drbd::model::Transition::Helper { resource, helper, status: None },
+                    ..
+                } = &ev
+                {
+                    if helper == "split-brain" && Some(resource) == drbd_res.as_ref() {
+                        d.on_split_brain("DRBD called its split-brain handler (unresolved split brain)");
+                    }
+                }
                 tracing::debug!(?ev, "drbd");
             }
             Ok(()) = changed_opt(&mut drbd_view) => {
@@ -1083,6 +1145,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                             d.drbd_view = Some(v);
                             d.step(Input::Drbd(v));
                         }
+                        d.on_drbd_connected(drbd_connected(&rx.borrow(), res));
                     }
                 }
             }
@@ -1321,7 +1384,8 @@ impl Daemon {
     }
 }
 
-fn fencer_for(cfg: &Config, target: &str) -> Option<Arc<crate::runtime::fence::Fencer>> {
+/// The fencer for `target` from the config's levels (`None`: no device).
+pub(crate) fn fencer_for(cfg: &Config, target: &str) -> Option<Arc<crate::runtime::fence::Fencer>> {
     let levels = cfg.fencing.levels_for(target);
     (!levels.is_empty()).then(|| {
         Arc::new(crate::runtime::fence::Fencer::new(
@@ -1601,6 +1665,7 @@ impl Daemon {
             C::Cleanup { resource } => OperatorRequest::Cleanup(resource),
             C::Maintenance { on } => OperatorRequest::Maintenance(on),
             C::FenceConfirm { node } => OperatorRequest::FenceConfirm(node),
+            C::FencePeer { resource, unfence } => return self.on_fence_peer(&resource, unfence),
         };
         if self.shutting_down {
             return ControlResponse::error("hapair is shutting down on this node");
@@ -1864,6 +1929,10 @@ mod report {
                     peer_disk: "Unknown".into(),
                     connection: "Unknown".into(),
                     sync_pct: None,
+                    split_brain: self
+                        .split_brain
+                        .as_ref()
+                        .map(|seen| split_brain_advice(res, seen)),
                 };
                 if let Some(c) = drbd.and_then(|v| v.cluster()).filter(|c| c.ready()) {
                     if let Some(x) = c.resource(res) {
@@ -1990,6 +2059,282 @@ mod report {
                 dropped: drops(&hb.totals.drops),
                 transitions,
             }
+        }
+    }
+}
+
+/// DRBD fencing (`hapair fence-peer`) and split brain.
+impl Daemon {
+    fn peer_liveness(&self) -> crate::fence_peer::Liveness {
+        use crate::fence_peer::Liveness;
+        match self.peer_state {
+            PeerState::Alive => Liveness::Alive,
+            PeerState::Dead => Liveness::Dead,
+            PeerState::Unknown => Liveness::Unknown,
+        }
+    }
+
+    /// The handler's call: the facts for its verdict. The first call of an
+    /// episode, on the lease holder with the peer alive, forwards an
+    /// outdate request to the peer.
+    fn on_fence_peer(
+        &mut self,
+        resource: &str,
+        unfence: bool,
+    ) -> crate::cli::proto::ControlResponse {
+        use crate::cli::proto::ControlResponse;
+        use crate::fence_peer::{Facts, Liveness, Outdate};
+        if self.drbd_name.as_deref() != Some(resource) {
+            return ControlResponse::error(format!(
+                "hapair does not manage DRBD resource {resource:?}"
+            ));
+        }
+        let peer = self.cfg.nodes[self.peer()].name.clone();
+        if unfence {
+            if self.fence_episode.take().is_some() {
+                self.note(format!(
+                    "DRBD {resource}: unfence: {peer}'s fencing record cleared"
+                ));
+            }
+            return ControlResponse::ok(format!("fencing record of {peer} cleared"));
+        }
+        let now = self.clock.now();
+        let stale = self.fence_episode.as_ref().is_some_and(|e| {
+            e.outdate != Outdate::Done && now >= e.since.plus(FENCE_EPISODE_RETRY)
+        });
+        if stale {
+            self.fence_episode = None;
+        }
+        if self.fence_episode.is_none() {
+            self.note(format!(
+                "DRBD {resource}: fence-peer handler called: DRBD lost {peer}"
+            ));
+            self.fence_episode = Some(FenceEpisode {
+                since: now,
+                outdate: Outdate::NotAsked,
+            });
+        }
+        let lease_held_here = self.engine.summary(now).holds_lease;
+        let liveness = self.peer_liveness();
+        if liveness == Liveness::Alive
+            && lease_held_here
+            && self
+                .fence_episode
+                .as_ref()
+                .is_some_and(|e| e.outdate == Outdate::NotAsked)
+        {
+            if let Some(e) = &mut self.fence_episode {
+                e.outdate = Outdate::Pending;
+            }
+            self.forward(RequestKind::Outdate);
+            self.note(format!(
+                "DRBD {resource}: {peer} is alive on the heartbeat: asking it to outdate itself"
+            ));
+        }
+        let facts = Facts {
+            peer: peer.clone(),
+            peer_liveness: liveness,
+            peer_active: self.peer_status().active,
+            lease_held_here,
+            peer_fenced: self.engine.fence_state() == crate::engine::FenceState::Done,
+            outdate: self
+                .fence_episode
+                .as_ref()
+                .map(|e| e.outdate.clone())
+                .unwrap_or_default(),
+        };
+        if let crate::fence_peer::Verdict::Exit(code, why) =
+            crate::fence_peer::decide(&facts, false)
+        {
+            tracing::info!(resource, code = code.exit_code(), "fence-peer: {why}");
+        }
+        ControlResponse {
+            ok: true,
+            fence: Some(facts),
+            ..ControlResponse::default()
+        }
+    }
+
+    /// The peer's handler asked us to outdate our DRBD data: only while
+    /// this node runs nothing and does not hold the lease; DRBD itself
+    /// refuses while connected (retried for a while: it may not have seen
+    /// the cut yet) or while Primary.
+    fn outdate_for_peer(&mut self) {
+        let peer = self.cfg.nodes[self.peer()].name.clone();
+        let Some(res) = self.drbd_name.clone() else {
+            self.note(format!(
+                "{peer} asked to outdate DRBD, but there is no DRBD here"
+            ));
+            self.forward(RequestKind::OutdateRefused);
+            return;
+        };
+        let now = self.clock.now();
+        let s = self.engine.summary(now);
+        if s.phase != Phase::Idle || s.holds_lease {
+            self.note(format!(
+                "{peer} asked to outdate DRBD {res}: refused, this node is {:?}{}",
+                s.phase,
+                if s.holds_lease {
+                    " and holds the lease"
+                } else {
+                    ""
+                }
+            ));
+            self.forward(RequestKind::OutdateRefused);
+            return;
+        }
+        self.note(format!(
+            "{peer} asks to outdate DRBD {res}: drbdadm outdate {res}"
+        ));
+        let tx = self.done_tx.clone();
+        let view = self.execs.iter().find_map(|e| match e {
+            Executor::Drbd(d) => Some(d.view()),
+            _ => None,
+        });
+        tokio::spawn(async move {
+            let admin = drbd::admin::Admin::new(drbd::admin::AdminConfig::default())
+                .with_timeout(Duration::from_secs(10));
+            let until = tokio::time::Instant::now() + OUTDATE_TRYING;
+            let result = loop {
+                let done = match admin.outdate(&res).await {
+                    // DRBD 8.4 may accept the outdate in the moment before
+                    // it notices the cut and drop it again: the answer is
+                    // what the events stream shows afterwards
+                    Ok(_) => match &view {
+                        Some(v) => local_disk_becomes_outdated(v.clone(), &res).await,
+                        None => false,
+                    },
+                    Err(e) => {
+                        tracing::info!("drbdadm outdate {res}: {e}");
+                        false
+                    }
+                };
+                match done {
+                    true => break Ok(()),
+                    false if tokio::time::Instant::now() >= until => {
+                        break Err(format!(
+                            "drbdadm outdate {res}: the local disk did not stay Outdated"
+                        ));
+                    }
+                    false => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            };
+            let _ = tx.send(match result {
+                Ok(()) => Done::Outdate {
+                    ok: true,
+                    detail: String::new(),
+                },
+                Err(detail) => Done::Outdate { ok: false, detail },
+            });
+        });
+    }
+
+    fn peer_outdate_answer(&mut self, outdated: bool) {
+        use crate::fence_peer::Outdate;
+        let peer = self.cfg.nodes[self.peer()].name.clone();
+        match &mut self.fence_episode {
+            Some(e) if e.outdate == Outdate::Pending => {
+                e.outdate = if outdated {
+                    Outdate::Done
+                } else {
+                    Outdate::Refused(format!(
+                        "{peer} refused or its `drbdadm outdate` failed (see its log)"
+                    ))
+                };
+                self.note(format!(
+                    "{peer} {}",
+                    if outdated {
+                        "outdated its DRBD data"
+                    } else {
+                        "did NOT outdate its DRBD data"
+                    }
+                ));
+            }
+            _ => self.note(format!(
+                "{peer} answered an outdate request this node no longer waits for"
+            )),
+        }
+    }
+
+    /// The DRBD connection is back: the fencing episode is over, and so
+    /// is a split brain.
+    fn on_drbd_connected(&mut self, connected: bool) {
+        if !connected {
+            return;
+        }
+        if self.fence_episode.take().is_some() {
+            self.note("DRBD reconnected: fencing episode over".into());
+        }
+        if self.split_brain.take().is_some() {
+            self.note("DRBD reconnected: split brain resolved".into());
+            self.step(Input::Health(true));
+        }
+    }
+
+    /// An unresolved split brain: said loudly with the manual recovery
+    /// (drbd.md 4.3), and this node refuses to start the stack until DRBD
+    /// has reconnected. Nothing is discarded automatically.
+    fn on_split_brain(&mut self, seen: &str) {
+        let Some(res) = self.drbd_name.clone() else {
+            return;
+        };
+        if self.split_brain.is_some() {
+            return;
+        }
+        self.split_brain = Some(seen.to_string());
+        let msg = split_brain_advice(&res, seen);
+        tracing::error!("{msg}");
+        self.note(msg);
+        self.step(Input::Health(false));
+    }
+}
+
+/// The split-brain message with drbd.md's manual recovery commands.
+pub fn split_brain_advice(res: &str, seen: &str) -> String {
+    format!(
+        "DRBD SPLIT BRAIN on {res}: {seen}. hapair will not start the stack here and discards \
+         nothing. Pick the victim (the node whose changes since the split are thrown away) and \
+         run there: `drbdadm disconnect {res}; drbdadm secondary {res}; drbdadm -- \
+         --discard-my-data connect {res}` (DRBD 9: `drbdadm connect --discard-my-data {res}`), \
+         after stopping what uses the device; on the survivor, if StandAlone: `drbdadm \
+         disconnect {res}; drbdadm connect {res}`"
+    )
+}
+
+/// Whether some connection of `res` is Connected in the monitor's view.
+fn drbd_connected(v: &drbd::monitor::StateView, res: &str) -> bool {
+    v.cluster()
+        .filter(|c| c.ready())
+        .and_then(|c| c.resource(res))
+        .is_some_and(|r| {
+            r.connections
+                .values()
+                .any(|c| c.state == Some(drbd::events::ConnState::Connected))
+        })
+}
+
+/// Waits up to 2 s for the events stream to show `res`'s local disk
+/// Outdated, and true if it does and is not Connected at that moment.
+async fn local_disk_becomes_outdated(
+    mut rx: watch::Receiver<drbd::monitor::StateView>,
+    res: &str,
+) -> bool {
+    let check = |v: &drbd::monitor::StateView| {
+        v.cluster().filter(|c| c.ready()).is_some_and(|c| {
+            drbd::promote::View::of(c, res, false, false).local_disk
+                == Some(drbd::events::DiskState::Outdated)
+        }) && !drbd_connected(v, res)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        if check(&rx.borrow_and_update()) {
+            // stable for a moment (8.4 may flip it back at once)
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return check(&rx.borrow());
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return false,
         }
     }
 }

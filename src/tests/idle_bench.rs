@@ -91,6 +91,16 @@ fn main() {
             ),
         );
     let cfg = s.write_config(&text);
+    // the peer's ports receive (and drop) what the daemon sends, as a real
+    // peer's would: without them every packet to 127.0.0.1 bounces an ICMP
+    // "port unreachable" that the kernel builds on the sender's time
+    for port in [s.port + 1, s.port + 3] {
+        let sock = std::net::UdpSocket::bind(("127.0.0.1", port)).expect("bind the peer's port");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while sock.recv(&mut buf).is_ok() {}
+        });
+    }
     let mut d = Daemon::start(&s, &cfg);
     d.wait_for("the stack to run", Duration::from_secs(60), |log| {
         log.contains("stack running here")
