@@ -308,7 +308,12 @@ async fn connection(
     if let Err(why) = verdict {
         warn!(uid = caller.uid, gid = caller.gid, pid = ?caller.pid, reason = %why,
             "control socket: refused");
-        return conn.write(&ControlResponse::error(why)).await;
+        conn.write(&ControlResponse::error(why)).await?;
+        // Take in what the client already sent before closing: closing a
+        // Unix socket with unread data resets it, and the client could lose
+        // the refusal it has not read yet.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), conn.read_line()).await;
+        return Ok(());
     }
     debug!(uid = caller.uid, pid = ?caller.pid, "control connection");
     loop {
