@@ -163,7 +163,7 @@ struct FenceEpisode {
 const FENCE_EPISODE_RETRY: Millis = Millis(30_000);
 /// How long the peer keeps trying `drbdadm outdate` (DRBD refuses while it
 /// still sees the connection, which it may for a ping-timeout).
-const OUTDATE_TRYING: Duration = Duration::from_secs(8);
+const OUTDATE_TRYING: Duration = Duration::from_secs(12);
 
 /// The daemon's state outside the engine.
 pub struct Daemon {
@@ -2195,6 +2195,19 @@ impl Daemon {
             let admin = drbd::admin::Admin::new(drbd::admin::AdminConfig::default())
                 .with_timeout(Duration::from_secs(10));
             let until = tokio::time::Instant::now() + OUTDATE_TRYING;
+            // first let DRBD here see the cut too: an outdate while still
+            // Connected is refused, or (8.4) taken and dropped again
+            if let Some(v) = &view {
+                let mut rx = v.clone();
+                while drbd_connected(&rx.borrow_and_update(), &res) {
+                    if !matches!(
+                        tokio::time::timeout_at(until, rx.changed()).await,
+                        Ok(Ok(()))
+                    ) {
+                        break;
+                    }
+                }
+            }
             let result = loop {
                 let done = match admin.outdate(&res).await {
                     // DRBD 8.4 may accept the outdate in the moment before
