@@ -208,8 +208,30 @@ impl HaPair {
                 1,
             );
         fs::write(&res, text).map_err(|e| HaError::Setup(format!("r0.res: {e}")))?;
+        // DRBD 8.4 can sit on an adjust while the peer's own adjust changes
+        // the connection (seen once: 60 s without an answer); adjust is
+        // idempotent, so a stuck one is given up and tried again
         for n in [Node::A, Node::B] {
-            pair.lab.run_ok(n, "drbdadm adjust r0")?;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match pair
+                    .lab
+                    .run_timeout(n, "drbdadm adjust r0", Duration::from_secs(30))
+                {
+                    Ok(o) if o.rc == 0 => break,
+                    Ok(o) if tries >= 3 => {
+                        return Err(HaError::Setup(format!(
+                            "{}: drbdadm adjust r0 failed {tries} times: rc {} {}",
+                            n.name(),
+                            o.rc,
+                            o.stderr.trim()
+                        )));
+                    }
+                    Err(e) if tries >= 3 => return Err(e.into()),
+                    _ => std::thread::sleep(Duration::from_secs(2)),
+                }
+            }
         }
         // the kernel's config has the policy, drbdadm's the handlers
         let shown = pair
