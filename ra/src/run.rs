@@ -757,7 +757,21 @@ impl Runner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
+        // ETXTBSY: the program file is still open for writing somewhere,
+        // typically by a child another thread forked in the moment before
+        // its exec closed the descriptor (an agent just installed or
+        // updated). It passes within milliseconds: try again a few times.
+        let mut spawned = cmd.spawn();
+        for wait_ms in [5, 20, 50, 100] {
+            match &spawned {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                    spawned = cmd.spawn();
+                }
+                _ => break,
+            }
+        }
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 let mut ex = Exec::not_started(spawn_error(&e));

@@ -130,7 +130,16 @@ async fn netns_keeps_the_environment_rules() {
     .param("p", "v");
     let a = runner.run(&plain).await.unwrap();
     let b = runner.run(&plain.clone().netns(&ns.0)).await.unwrap();
-    assert!(a.is_success() && b.is_success(), "{b:#?}");
+    assert!(
+        a.is_success(),
+        "without netns: {a:#?}\nstderr: {}",
+        a.stderr.text()
+    );
+    assert!(
+        b.is_success(),
+        "with netns: {b:#?}\nstderr: {}",
+        b.stderr.text()
+    );
     assert_eq!(
         a.stdout.text(),
         b.stdout.text(),
