@@ -709,11 +709,20 @@ impl Membership {
             }
             Input::View(v) => {
                 if v != self.view {
+                    // a renewal only moves the lease counter: the next
+                    // regular packet carries it (within a keepalive); any
+                    // other change (role, holder, stack, config, request)
+                    // goes out at once
+                    let mut same = v;
+                    same.lease.counter = self.view.lease.counter;
+                    let prompt = same != self.view;
                     self.view = v;
-                    self.check_config(&mut out);
-                    // local and rare: no rate limit, every link at once
-                    for l in &mut self.links {
-                        l.next_send = now;
+                    if prompt {
+                        self.check_config(&mut out);
+                        // local and rare: no rate limit, every link at once
+                        for l in &mut self.links {
+                            l.next_send = now;
+                        }
                     }
                 }
             }

@@ -746,3 +746,31 @@ fn a_peer_heard_on_one_link_only_dies_with_it_even_within_initdead() {
     let last = node.global(net.m(A).status().peer.last_heard.unwrap());
     assert_eq!(net.first_event(A, 1000, is_dead), Some(last + 900));
 }
+
+#[test]
+fn a_lease_renewal_waits_for_the_next_packet_other_view_changes_go_at_once() {
+    let mut net = pair(1000);
+    let before = net.captured[A].len();
+    // only the lease counter moves (a renewal): nothing is sent now
+    let mut v = view(1);
+    v.lease.counter += 1;
+    net.step_node(A, Input::View(v));
+    assert_eq!(
+        net.captured[A].len(),
+        before,
+        "a renewal is not sent at once"
+    );
+    // the next regular packet carries it, within one keepalive
+    net.run_until(1000 + timing().keepalive.0);
+    let (_, _, p) = last_packet(&net, A);
+    assert_eq!(p.view.lease.counter, v.lease.counter);
+    // a role change goes out at once, on every link
+    let sent = net.captured[A].len();
+    v.role = Role::Secondary;
+    net.step_node(A, Input::View(v));
+    assert_eq!(
+        net.captured[A].len(),
+        sent + LINKS,
+        "sent at once on each link"
+    );
+}

@@ -24,13 +24,17 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
+use std::task::Poll;
+
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -149,6 +153,9 @@ pub enum HeartbeatError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The send timer (a timerfd) could not be created.
+    #[error("cannot create the heartbeat timer: {0}")]
+    Timer(std::io::Error),
     /// The random source failed.
     #[error("cannot draw a random incarnation: {0}")]
     Random(String),
@@ -183,7 +190,8 @@ pub struct Heartbeat {
     cfg: HeartbeatConfig,
     machine: Membership,
     clock: Clock,
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<LinkSocket>,
+    timer: SendTimer,
     view_rx: watch::Receiver<NodeView>,
     keys_rx: watch::Receiver<Keyring>,
     events_tx: mpsc::UnboundedSender<TimedEvent>,
@@ -200,8 +208,33 @@ pub fn random_incarnation() -> Result<Incarnation, HeartbeatError> {
     }
 }
 
-/// Creates and binds the UDP socket of one link (call inside a tokio runtime).
-pub fn bind_link(l: &LinkConfig) -> Result<UdpSocket, HeartbeatError> {
+/// Waits for readability of a non-blocking descriptor: tokio's
+/// [`pipe::Receiver`] over a duplicate of it, which registers for reading
+/// only and assumes nothing else of the descriptor (here a UDP socket or a
+/// timerfd). A `tokio::net::UdpSocket` would also register for writing and
+/// wake the thread once more after every packet, when the NIC frees it;
+/// our sends never wait (a full buffer is a failed send, counted).
+fn read_readiness(fd: &impl AsFd) -> std::io::Result<pipe::Receiver> {
+    pipe::Receiver::from_owned_fd_unchecked(fd.as_fd().try_clone_to_owned()?)
+}
+
+/// One link's socket and its readiness.
+#[derive(Debug)]
+pub struct LinkSocket {
+    sock: UdpSocket,
+    ready: pipe::Receiver,
+}
+
+impl LinkSocket {
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+}
+
+/// Creates and binds the UDP socket of one link, non-blocking (call inside
+/// a tokio runtime).
+pub fn bind_link(l: &LinkConfig) -> Result<LinkSocket, HeartbeatError> {
     if l.local.is_ipv4() != l.peer.is_ipv4() {
         return Err(HeartbeatError::Family {
             name: l.name.clone(),
@@ -236,25 +269,89 @@ pub fn bind_link(l: &LinkConfig) -> Result<UdpSocket, HeartbeatError> {
     }
     s.set_nonblocking(true).map_err(bind_err)?;
     s.bind(&l.local.into()).map_err(bind_err)?;
-    UdpSocket::from_std(s.into()).map_err(bind_err)
+    let sock = UdpSocket::from(s);
+    let ready = read_readiness(&sock).map_err(bind_err)?;
+    Ok(LinkSocket { sock, ready })
 }
 
-struct Received {
+struct Received<'a> {
     link: usize,
     from: SocketAddr,
     at: Millis,
-    bytes: Vec<u8>,
+    bytes: &'a [u8],
 }
 
-/// Aborts the reader tasks when the heartbeat stops, however it stops.
-struct Readers(Vec<JoinHandle<()>>);
+/// The send timer: a one-shot `timerfd` on `CLOCK_MONOTONIC`, armed for
+/// the machine's next deadline. tokio's timer wheel would wake the thread
+/// twice for each 100 ms keepalive (once to move the entry down a level of
+/// the wheel, once to fire it); the timerfd wakes it once.
+struct SendTimer {
+    timer: TimerFd,
+    ready: pipe::Receiver,
+}
 
-impl Drop for Readers {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
+impl std::fmt::Debug for SendTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendTimer").finish_non_exhaustive()
+    }
+}
+
+impl SendTimer {
+    fn new() -> std::io::Result<SendTimer> {
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        let ready = read_readiness(&timer)?;
+        Ok(SendTimer { timer, ready })
+    }
+
+    /// Arms the timer to fire `after` from now (at least 1 µs: a zero
+    /// value would disarm it).
+    fn arm(&self, after: Duration) -> std::io::Result<()> {
+        let after = after.max(Duration::from_micros(1));
+        self.timer.set(
+            Expiration::OneShot(TimeSpec::from_duration(after)),
+            TimerSetTimeFlags::empty(),
+        )?;
+        Ok(())
+    }
+
+    /// Waits until the armed timer fires, and consumes the expiry.
+    async fn fired(&self) -> std::io::Result<()> {
+        loop {
+            self.ready.readable().await?;
+            let r = self.ready.try_io(|| {
+                let mut buf = [0u8; 8];
+                nix::unistd::read(self.timer.as_fd(), &mut buf).map_err(std::io::Error::from)
+            });
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
         }
     }
+}
+
+/// At most this many datagrams are read from one socket per wakeup.
+const DRAIN_BATCH: usize = 64;
+
+/// Waits until one of the sockets is readable; returns its index. Polls
+/// them in turn from `start` so one busy link cannot starve another.
+/// The readiness stays set until a read finds the socket empty.
+async fn any_readable(sockets: &[LinkSocket], start: usize) -> usize {
+    std::future::poll_fn(|cx| {
+        let n = sockets.len();
+        for k in 0..n {
+            let i = (start + k) % n;
+            if sockets[i].ready.poll_read_ready(cx).is_ready() {
+                return Poll::Ready(i);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -291,8 +388,9 @@ impl Heartbeat {
         let sockets = cfg
             .links
             .iter()
-            .map(|l| bind_link(l).map(Arc::new))
+            .map(bind_link)
             .collect::<Result<Vec<_>, _>>()?;
+        let timer = SendTimer::new().map_err(HeartbeatError::Timer)?;
         let (view_tx, view_rx) = watch::channel(view);
         let (keys_tx, keys_rx) = watch::channel(keys);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -303,6 +401,7 @@ impl Heartbeat {
                 machine,
                 clock,
                 sockets,
+                timer,
                 view_rx,
                 keys_rx,
                 events_tx,
@@ -324,47 +423,16 @@ impl Heartbeat {
 
     /// The local address each link's socket is bound to.
     pub fn local_addrs(&self) -> Vec<std::io::Result<SocketAddr>> {
-        self.sockets.iter().map(|s| s.local_addr()).collect()
+        self.sockets.iter().map(LinkSocket::local_addr).collect()
     }
 
     /// Runs until `shutdown` completes; returns the final status.
+    ///
+    /// Everything happens on this one task: it wakes for a datagram on any
+    /// link, the send timer, a new view or key set, and goes back to sleep;
+    /// an idle pair costs one wakeup per keepalive for sending (all links'
+    /// packets go out together) plus one per received packet.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Status {
-        let (rx_tx, mut rx) = mpsc::channel::<Received>(1024);
-        let readers = Readers(
-            self.sockets
-                .iter()
-                .enumerate()
-                .map(|(link, sock)| {
-                    let sock = Arc::clone(sock);
-                    let tx = rx_tx.clone();
-                    let clock = self.clock;
-                    let name = self.cfg.links[link].name.clone();
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 2048];
-                        loop {
-                            match sock.recv_from(&mut buf).await {
-                                Ok((n, from)) => {
-                                    let r = Received {
-                                        link,
-                                        from,
-                                        at: clock.now(),
-                                        bytes: buf[..n].to_vec(),
-                                    };
-                                    if tx.send(r).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) => {
-                                    warn!(link = %name, cause = %e, "heartbeat receive failed");
-                                    tokio::time::sleep(Duration::from_millis(10)).await;
-                                }
-                            }
-                        }
-                    })
-                })
-                .collect(),
-        );
-        drop(rx_tx);
         info!(
             incarnation = %self.machine.incarnation(),
             links = self.cfg.links.len(),
@@ -375,14 +443,38 @@ impl Heartbeat {
         self.carry_out(first);
 
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut armed: Option<Millis> = None;
+        let mut next_link = 0;
+        let mut buf = vec![0u8; 2048];
         loop {
-            let deadline = self.clock.instant(self.machine.next_deadline());
+            let deadline = self.machine.next_deadline();
+            if armed != Some(deadline) {
+                let after = self
+                    .clock
+                    .instant(deadline)
+                    .saturating_duration_since(Instant::now());
+                if let Err(e) = self.timer.arm(after) {
+                    // cannot happen with a valid timerfd; never spin on it
+                    error!(cause = %e, "cannot arm the heartbeat timer");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                armed = Some(deadline);
+            }
             let outputs = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                Some(r) = rx.recv() => self.on_received(r),
-                () = tokio::time::sleep_until(deadline) => {
+                // the timer first: a flood of packets must not delay our own
+                r = self.timer.fired() => {
+                    if let Err(e) = r {
+                        error!(cause = %e, "heartbeat timer failed");
+                    }
+                    armed = None;
                     self.machine.handle(self.clock.now(), Input::Tick)
+                }
+                link = any_readable(&self.sockets, next_link) => {
+                    next_link = (link + 1) % self.sockets.len();
+                    self.drain(link, &mut buf)
                 }
                 Ok(()) = self.view_rx.changed() => {
                     let v = *self.view_rx.borrow_and_update();
@@ -396,7 +488,6 @@ impl Heartbeat {
             };
             self.carry_out(outputs);
         }
-        drop(readers);
         let status = self.machine.status();
         info!(
             sent = status.totals.sent,
@@ -407,7 +498,37 @@ impl Heartbeat {
         status
     }
 
-    fn on_received(&mut self, r: Received) -> Vec<Output> {
+    /// Reads the datagrams waiting on `link`'s socket (at most
+    /// [`DRAIN_BATCH`]; the rest wait for the next turn, after the timer),
+    /// each stamped with its receive time, and hands them to the machine in
+    /// order.
+    fn drain(&mut self, link: usize, buf: &mut [u8]) -> Vec<Output> {
+        let mut out = Vec::new();
+        for _ in 0..DRAIN_BATCH {
+            let s = &self.sockets[link];
+            match s.ready.try_io(|| s.sock.recv_from(buf)) {
+                Ok((n, from)) => {
+                    let at = self.clock.now();
+                    out.extend(self.on_received(Received {
+                        link,
+                        from,
+                        at,
+                        bytes: &buf[..n],
+                    }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // a pending socket error (reported once by the read)
+                    warn!(link = %self.cfg.links[link].name, cause = %e, "heartbeat receive failed");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn on_received(&mut self, r: Received<'_>) -> Vec<Output> {
         let expected = self.cfg.links[r.link].peer.ip();
         if canonical(r.from.ip()) != canonical(expected) {
             debug!(link = %self.cfg.links[r.link].name, from = %r.from, "heartbeat from a foreign address");
@@ -423,7 +544,7 @@ impl Heartbeat {
             r.at,
             Input::Datagram {
                 link: r.link,
-                bytes: &r.bytes,
+                bytes: r.bytes,
             },
         )
     }
@@ -434,7 +555,7 @@ impl Heartbeat {
             match o {
                 Output::Send { link, packet } => {
                     let peer = self.cfg.links[link].peer;
-                    if let Err(e) = self.sockets[link].try_send_to(&packet, peer) {
+                    if let Err(e) = self.sockets[link].sock.send_to(&packet, peer) {
                         debug!(link = %self.cfg.links[link].name, cause = %e, "heartbeat send failed");
                         let more = self
                             .machine
