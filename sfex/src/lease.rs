@@ -210,6 +210,9 @@ pub enum Input {
     /// fresh read still shows that count the lock is taken at once instead of
     /// after `lock_timeout`. If the count moved (the node wrote before it was
     /// fenced, or was rebooted and wrote again) the ordinary rules apply.
+    /// The collision check after such a claim waits `max_io` (when bounded)
+    /// instead of `collision_timeout`: only for a lock shared by two nodes,
+    /// where the fenced one is the only other writer.
     PeerFenced {
         /// The holder's last counter value seen before the fence.
         count: i32,
@@ -364,9 +367,10 @@ enum State {
         count: i32,
         since: Millis,
     },
-    /// Claim write in flight.
+    /// Claim write in flight; `fenced`: taking a fenced holder's lock.
     Claim {
         count: i32,
+        fenced: bool,
     },
     /// Waiting for the collision check.
     CollisionWait {
@@ -652,8 +656,12 @@ impl Lease {
     }
 
     fn claim(&mut self, count: i32) -> Vec<Action> {
+        self.claim_as(count, false)
+    }
+
+    fn claim_as(&mut self, count: i32, fenced: bool) -> Vec<Action> {
         let count = next_count(count);
-        self.state = State::Claim { count };
+        self.state = State::Claim { count, fenced };
         vec![Action::Write(self.block(Status::Locked, count))]
     }
 
@@ -679,7 +687,7 @@ impl Lease {
                 let mut out = vec![Action::Event(Event::FencedTakeover {
                     holder: lb.nodename,
                 })];
-                out.extend(self.claim(lb.count));
+                out.extend(self.claim_as(lb.count, true));
                 out
             }
             (State::FirstRead, Ok(lb)) => {
@@ -853,10 +861,19 @@ impl Lease {
             (State::Claim { .. } | State::Extend { .. }, Err(failure)) => {
                 self.finish(Event::AcquireFailed(AcquireError::Io { failure }))
             }
-            (State::Claim { count }, Ok(())) => {
+            (State::Claim { count, fenced }, Ok(())) => {
+                // Taking a fenced holder's lock, nobody else can claim: the
+                // check only has to see a write the fenced node submitted
+                // before it was cut and that lands late, within max_io of
+                // its submission, so before max_io after ours completed.
+                // Without a bound on I/O, the full collision_timeout.
+                let wait = match (fenced, self.cfg.max_io) {
+                    (true, Some(max_io)) => max_io.min(self.cfg.collision_timeout),
+                    _ => self.cfg.collision_timeout,
+                };
                 self.state = State::CollisionWait {
                     count,
-                    until: now.plus(self.cfg.collision_timeout),
+                    until: now.plus(wait),
                 };
                 Vec::new()
             }

@@ -712,3 +712,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_fenced_takeover_checks_for_collision_after_max_io_and_sees_a_late_write() {
+    let io = Millis(200);
+    let mut c = cfg("a", false);
+    c.max_io = Some(io);
+    // the usual takeover of a free lock still waits collision_timeout
+    let mut l = Lease::new(c.clone());
+    l.step(Millis(0), Input::Start);
+    assert_eq!(l.step(Millis(1), ok(lb('u', 3, "b"))), wr(lb('l', 4, "a")));
+    assert_eq!(l.step(Millis(2), Input::WriteDone(Ok(()))), vec![]);
+    assert_eq!(l.next_wake(), Some(Millis(2 + C)));
+    // a fenced holder's lock: max_io, then the read
+    let mut l = Lease::new(c.clone());
+    l.step(Millis(0), Input::Start);
+    l.step(Millis(1), Input::PeerFenced { count: 7 });
+    let mut out = ev(Event::FencedTakeover { holder: name("b") });
+    out.extend(wr(lb('l', 8, "a")));
+    assert_eq!(l.step(Millis(2), ok(lb('l', 7, "b"))), out);
+    assert_eq!(l.step(Millis(10), Input::WriteDone(Ok(()))), vec![]);
+    assert_eq!(l.next_wake(), Some(Millis(10 + io.0)));
+    assert_eq!(l.step(Millis(10 + io.0), Input::Timer), vec![Action::Read]);
+    // the fenced node's last renewal, submitted before it was cut, landed
+    // after our claim: a collision, never a hold
+    let out = l.step(Millis(211), ok(lb('l', 8, "b")));
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Action::Event(Event::AcquireFailed(
+                AcquireError::Collision { .. }
+            ))]
+        ),
+        "{out:?}"
+    );
+    assert!(!l.is_held());
+    // the check finds our claim: held
+    let mut l = Lease::new(c);
+    l.step(Millis(0), Input::Start);
+    l.step(Millis(1), Input::PeerFenced { count: 7 });
+    l.step(Millis(2), ok(lb('l', 7, "b")));
+    l.step(Millis(10), Input::WriteDone(Ok(())));
+    l.step(Millis(210), Input::Timer);
+    assert_eq!(
+        l.step(Millis(211), ok(lb('l', 8, "a"))),
+        wr(lb('l', 9, "a"))
+    );
+}
