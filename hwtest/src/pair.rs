@@ -330,8 +330,8 @@ interface = "vec1"
 device = "{LEASE_DEV}"
 index = 1
 engine = "sync"
-monitor_interval = "400ms"
-max_io = "200ms"
+monitor_interval = "300ms"
+max_io = "150ms"
 margin = "500ms"
 collision_timeout = "450ms"
 # explicit: the default (~10 s) leaves only ~2 s between a missed renewal and
@@ -353,7 +353,9 @@ watchdog_device = "/dev/watchdog1"
 watchdog_timeout = "3s"
 
 [fencing]
-delay = "700ms"
+# > monitor_interval + max_io: the holder's counter stood still for longer
+# than a renewal can take
+delay = "500ms"
 
 [[fencing.device]]
 target = "nodeA"
