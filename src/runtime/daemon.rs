@@ -762,11 +762,21 @@ impl Daemon {
                     self.peer_req_seen = None;
                 }
                 self.peer_state = PeerState::Alive;
+                // the peer came back before we took the lease: no takeover
+                if self
+                    .timeline
+                    .as_ref()
+                    .is_some_and(|t| !t.steps.iter().any(|(n, _)| *n == "lease"))
+                {
+                    self.timeline = None;
+                }
                 self.note(format!("{peer} is alive"));
             }
             Event::PeerDead { .. } => {
-                if self.engine.phase() == Phase::Idle {
-                    let now = self.clock.now();
+                let now = self.clock.now();
+                // a takeover can follow only on an idle node that may run
+                // the stack (not in standby, not banned)
+                if self.engine.phase() == Phase::Idle && self.engine.summary(now).eligible {
                     let mut t = Timeline {
                         start: now,
                         steps: Vec::new(),
