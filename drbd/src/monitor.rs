@@ -712,6 +712,53 @@ pub struct SplitBrainLine {
     pub split_brain: SplitBrain,
 }
 
+/// The message of a `/dev/kmsg` record (`PRI,SEQ,USEC,FLAGS[,…];MESSAGE`
+/// followed by continuation lines); a line that is not such a record is
+/// returned whole.
+pub fn kmsg_message(record: &str) -> &str {
+    let first = record.lines().next().unwrap_or("");
+    match first.split_once(';') {
+        Some((head, msg))
+            if head.split(',').count() >= 4
+                && head
+                    .split(',')
+                    .take(3)
+                    .all(|f| f.chars().all(|c| c.is_ascii_digit())) =>
+        {
+            msg
+        }
+        _ => first,
+    }
+}
+
+/// Whether a kernel line's object (see [`SplitBrainLine::object`]) is about
+/// `resource` or its device `drbd<minor>`: `block drbd0` (8.4), `drbd r0/0
+/// drbd0 peer` or `drbd r0 peer` (9).
+pub fn object_is(object: &str, resource: &str, minor: Option<u32>) -> bool {
+    let dev = minor.map(|m| format!("drbd{m}"));
+    object.split_whitespace().any(|t| {
+        t == resource
+            || t.strip_prefix(resource).is_some_and(|r| r.starts_with('/'))
+            || dev.as_deref() == Some(t)
+    })
+}
+
+/// The last split-brain report about `resource` (or device `drbd<minor>`)
+/// in kernel log lines (dmesg, journal or `/dev/kmsg` records), oldest
+/// first. An `Unresolved` answer means DRBD dropped the connection and
+/// nothing since then said it was solved.
+pub fn last_split_brain<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    resource: &str,
+    minor: Option<u32>,
+) -> Option<SplitBrainLine> {
+    lines
+        .into_iter()
+        .filter_map(|l| split_brain_from_kernel_line(kmsg_message(l)))
+        .filter(|l| object_is(&l.object, resource, minor))
+        .last()
+}
+
 /// Recognises DRBD's `Split-Brain detected…` kernel messages in a dmesg,
 /// journal or syslog line. Pure; `None` for any other line.
 pub fn split_brain_from_kernel_line(line: &str) -> Option<SplitBrainLine> {

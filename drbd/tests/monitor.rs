@@ -590,3 +590,38 @@ fn split_brain_kernel_lines() {
         assert_eq!(sb(other), None, "{other:?}");
     }
 }
+
+#[test]
+fn the_last_split_brain_of_a_resource_in_a_kernel_log() {
+    use drbd::monitor::{SplitBrain, SyncFrom, kmsg_message, last_split_brain, object_is};
+    assert_eq!(
+        kmsg_message("2,1234,5678901,-;block drbd0: Split-Brain detected\n SUBSYSTEM=block"),
+        "block drbd0: Split-Brain detected"
+    );
+    assert_eq!(kmsg_message("6,7,8,-,caller=T1;hello"), "hello");
+    assert_eq!(kmsg_message("[ 1.0] a;b"), "[ 1.0] a;b");
+    assert!(object_is("block drbd0", "r0", Some(0)));
+    assert!(!object_is("block drbd1", "r0", Some(0)));
+    assert!(object_is("drbd r0/0 drbd0 bravo", "r0", None));
+    assert!(object_is("drbd r0 bravo", "r0", None));
+    assert!(!object_is("drbd r01/0 drbd5 bravo", "r0", Some(0)));
+    let log = [
+        "6,1,10,-;drbd r0: conn( Unconnected -> Connecting )",
+        "2,2,20,-;block drbd0: Split-Brain detected but unresolved, dropping connection!",
+        "2,3,30,-;block drbd1: Split-Brain detected but unresolved, dropping connection!",
+    ];
+    assert_eq!(
+        last_split_brain(log, "r0", Some(0)).map(|l| l.split_brain),
+        Some(SplitBrain::Unresolved)
+    );
+    assert_eq!(last_split_brain(log, "r7", Some(7)), None);
+    // solved by hand later: the last line wins
+    let mut solved = log.to_vec();
+    solved.push("4,4,40,-;block drbd0: Split-Brain detected, manually solved. Sync from peer node");
+    assert_eq!(
+        last_split_brain(solved, "r0", Some(0)).map(|l| l.split_brain),
+        Some(SplitBrain::ManuallySolved {
+            sync_from: SyncFrom::Peer
+        })
+    );
+}

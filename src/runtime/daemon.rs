@@ -232,6 +232,8 @@ pub struct Daemon {
     fence_episode: Option<FenceEpisode>,
     /// An unresolved DRBD split brain, when one was seen: what was seen.
     split_brain: Option<String>,
+    /// The kernel log was searched for a split brain from before we started.
+    kernel_log_checked: bool,
 }
 
 /// A failover seen from the node taking over: when each step finished,
@@ -1027,6 +1029,7 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         state_writer: Some(writer.1),
         fence_episode: None,
         split_brain: None,
+        kernel_log_checked: false,
         me,
         cfg: Arc::clone(&cfg),
     };
@@ -1155,7 +1158,15 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                             d.drbd_view = Some(v);
                             d.step(Input::Drbd(v));
                         }
-                        d.on_drbd_connected(drbd_connected(&rx.borrow(), res));
+                        let connected = drbd_connected(&rx.borrow(), res);
+                        d.on_drbd_connected(connected);
+                        if !d.kernel_log_checked {
+                            d.kernel_log_checked = true;
+                            if !connected {
+                                let minor = drbd_minor(&rx.borrow(), res);
+                                d.check_kernel_log(res, minor).await;
+                            }
+                        }
                     }
                 }
             }
@@ -2294,6 +2305,31 @@ impl Daemon {
         }
     }
 
+    /// At start, DRBD not connected: a split brain that happened before we
+    /// started left no event on our stream, only kernel messages. An
+    /// unresolved one found there is treated as one seen live.
+    async fn check_kernel_log(&mut self, res: &str, minor: Option<u32>) {
+        let r = res.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            crate::runtime::drbd::kernel_split_brain(&r, minor)
+        })
+        .await;
+        match found {
+            Ok(Ok(Some(l))) if l.split_brain == drbd::monitor::SplitBrain::Unresolved => {
+                self.on_split_brain(&format!(
+                    "the kernel log says \"{}: Split-Brain detected but unresolved\" (before \
+                     hapair started) and DRBD is not connected",
+                    l.object
+                ));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(
+                "cannot read the kernel log (/dev/kmsg) for a past DRBD split brain: {e}"
+            ),
+            Err(e) => tracing::warn!("kernel log check failed: {e}"),
+        }
+    }
+
     /// An unresolved split brain: said loudly with the manual recovery
     /// (drbd.md 4.3), and this node refuses to start the stack until DRBD
     /// has reconnected. Nothing is discarded automatically.
@@ -2325,6 +2361,13 @@ pub fn split_brain_advice(res: &str, seen: &str) -> String {
 }
 
 /// Whether some connection of `res` is Connected in the monitor's view.
+/// The minor of `res`'s first volume, once seen.
+fn drbd_minor(v: &drbd::monitor::StateView, res: &str) -> Option<u32> {
+    v.cluster()
+        .and_then(|c| c.resource(res))
+        .and_then(|r| r.devices.values().find_map(|d| d.minor))
+}
+
 fn drbd_connected(v: &drbd::monitor::StateView, res: &str) -> bool {
     v.cluster()
         .filter(|c| c.ready())

@@ -207,3 +207,76 @@ mod tests {
         assert_eq!(engine_view(&unknown, "r0"), None);
     }
 }
+
+/// Reads the kernel log (`/dev/kmsg`, every record still in the ring
+/// buffer) for the last split-brain report about `resource` or its device
+/// `drbd<minor>`: a split brain that happened before the daemon started
+/// leaves the connection StandAlone and no event on the stream. Blocking
+/// (a few reads): call it off the runtime's threads.
+pub fn kernel_split_brain(
+    resource: &str,
+    minor: Option<u32>,
+) -> std::io::Result<Option<drbd::monitor::SplitBrainLine>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open("/dev/kmsg")?;
+    let mut records = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            // one record per read
+            Ok(0) => break,
+            Ok(n) => records.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // a record was overwritten while we read: go on with the next
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPIPE as i32) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(drbd::monitor::last_split_brain(
+        records.iter().map(String::as_str),
+        resource,
+        minor,
+    ))
+}
+
+#[cfg(test)]
+mod kmsg_tests {
+    /// Writes a DRBD-style split-brain line into the real kernel log (root)
+    /// for a resource name no real DRBD uses, and finds it.
+    #[test]
+    fn a_split_brain_in_the_kernel_log_is_found() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "needs root to write /dev/kmsg"
+        );
+        let res = format!("hapairtest{}", std::process::id());
+        assert_eq!(super::kernel_split_brain(&res, None).unwrap(), None);
+        let line = format!(
+            "<2>drbd {res}/0 drbd{} peer: Split-Brain detected but unresolved, dropping connection!\n",
+            4000 + std::process::id() % 1000
+        );
+        std::fs::write("/dev/kmsg", line).expect("write /dev/kmsg");
+        let found = super::kernel_split_brain(&res, None)
+            .unwrap()
+            .expect("the line just written");
+        assert_eq!(found.split_brain, drbd::monitor::SplitBrain::Unresolved);
+        assert!(found.object.contains(&res), "{found:?}");
+        // and a manual resolution afterwards is the last word
+        std::fs::write(
+            "/dev/kmsg",
+            format!("<4>drbd {res}/0 drbd9 peer: Split-Brain detected, manually solved. Sync from peer node\n"),
+        )
+        .expect("write /dev/kmsg");
+        assert!(matches!(
+            super::kernel_split_brain(&res, None)
+                .unwrap()
+                .map(|l| l.split_brain),
+            Some(drbd::monitor::SplitBrain::ManuallySolved { .. })
+        ));
+    }
+}
