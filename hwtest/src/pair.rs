@@ -232,7 +232,11 @@ impl Pair {
 
     /// The lease device in the daemons' config.
     pub fn lease_dev(&self) -> &'static str {
-        if self.dm_lease { DM_LEASE_DEV } else { LEASE_DEV }
+        if self.dm_lease {
+            DM_LEASE_DEV
+        } else {
+            LEASE_DEV
+        }
     }
 
     fn sfex(&self) -> PathBuf {
@@ -596,7 +600,9 @@ test -b {DM_LEASE_DEV}"
                  iflag=direct status=none 2>/dev/null"
             ),
         )?;
-        self.say(&format!("lease device {DM_LEASE_DEV} on {node}: dm table `error`"));
+        self.say(&format!(
+            "lease device {DM_LEASE_DEV} on {node}: dm table `error`"
+        ));
         Ok(())
     }
 
@@ -629,9 +635,14 @@ test -b {DM_LEASE_DEV}"
         let out = self.ctl(node, "status --json")?;
         let v: serde_json::Value = serde_json::from_str(out.trim())
             .map_err(|e| PairError::Check(format!("status --json of {node}: {e}: {out}")))?;
-        v.get("status")
-            .cloned()
-            .ok_or_else(|| PairError::Check(format!("status --json of {node}: no status: {out}")))
+        // the report itself, or a control response carrying it
+        let v = v.get("status").cloned().unwrap_or(v);
+        if v.get("nodes").is_none() {
+            return Err(PairError::Check(format!(
+                "status --json of {node}: no report: {out}"
+            )));
+        }
+        Ok(v)
     }
 
     /// The role `node`'s daemon gives itself (`primary`, `secondary`,

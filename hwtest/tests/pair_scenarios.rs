@@ -81,7 +81,9 @@ fn logs(p: &Pair) -> String {
 fn wait_stack_on(p: &Pair, node: Node, timeout: Duration) {
     let start = Instant::now();
     loop {
-        let s = p.check_safety().unwrap_or_else(|e| panic!("{e}\n{}", logs(p)));
+        let s = p
+            .check_safety()
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(p)));
         if s.rw_mounts == vec![node] {
             break;
         }
@@ -104,7 +106,9 @@ fn stays_on(p: &Pair, node: Node, dur: Duration) {
     let from = p.log(node).len();
     let start = Instant::now();
     while start.elapsed() < dur {
-        let s = p.check_safety().unwrap_or_else(|e| panic!("{e}\n{}", logs(p)));
+        let s = p
+            .check_safety()
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(p)));
         assert_eq!(s.rw_mounts, vec![node], "{}", logs(p));
         assert_eq!(s.holder.as_deref(), Some(node.name()), "{}", logs(p));
         sleep(Duration::from_millis(400));
@@ -124,7 +128,8 @@ fn power_offs(p: &Pair) -> usize {
 fn wait_role(p: &Pair, node: Node, role: &str, timeout: Duration) {
     let start = Instant::now();
     loop {
-        p.check_safety().unwrap_or_else(|e| panic!("{e}\n{}", logs(p)));
+        p.check_safety()
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(p)));
         let r = p.role(node).unwrap_or_default();
         if r == role {
             return;
@@ -417,10 +422,7 @@ fn monitor_failures_restart_locally_then_fail_over_and_cleanup() {
             eprintln!("failure {i}: restarted on {pri} in {:.1?}", t.elapsed());
         } else {
             wait_stack_on(&p, sec, FAILOVER);
-            eprintln!(
-                "failure {i}: failed over to {sec} in {:.1?}",
-                t.elapsed()
-            );
+            eprintln!("failure {i}: failed over to {sec} in {:.1?}", t.elapsed());
         }
     }
     let st = p.status(pri).unwrap();
@@ -482,7 +484,12 @@ fn both_boot_at_once_then_power_cut_primary_rejoins() {
     for n in [Node::A, Node::B] {
         assert!(!p.log(n).contains("SELF-FENCE"), "{}", logs(&p));
     }
-    assert_eq!(pri, Node::A, "the preferred node did not win:\n{}", logs(&p));
+    assert_eq!(
+        pri,
+        Node::A,
+        "the preferred node did not win:\n{}",
+        logs(&p)
+    );
     wait_role(&p, Node::B, "secondary", Duration::from_secs(10));
 
     let client = p.start_client().unwrap();
