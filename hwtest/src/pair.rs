@@ -606,6 +606,23 @@ test -b {DM_LEASE_DEV}"
         Ok(())
     }
 
+    /// Undoes [`Pair::break_lease`] on `node`: the `linear` table again;
+    /// checks that a direct read works there.
+    pub fn heal_lease(&self, node: Node) -> Result<(), PairError> {
+        self.lab.run_ok(
+            node,
+            &format!(
+                "dmsetup reload lease --table \"0 $(blockdev --getsz {LEASE_DEV}) linear {LEASE_DEV} 0\" && \
+                 dmsetup resume lease && dd if={DM_LEASE_DEV} of=/dev/null bs=512 count=1 \
+                 iflag=direct status=none"
+            ),
+        )?;
+        self.say(&format!(
+            "lease device {DM_LEASE_DEV} on {node}: dm table `linear` again"
+        ));
+        Ok(())
+    }
+
     /// Makes the record agent's `stop` fail or hang on `node` from now on
     /// (`None`: behave again), through a flag file in the guest's `/run`.
     pub fn set_stop_fault(&self, node: Node, fault: Option<StopFault>) -> Result<(), PairError> {

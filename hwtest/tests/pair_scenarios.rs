@@ -120,6 +120,13 @@ fn stays_on(p: &Pair, node: Node, dur: Duration) {
     );
 }
 
+/// The Unix time (ms) of the first log line containing `what`.
+fn line_time(log: &str, what: &str) -> Option<u64> {
+    log.lines()
+        .find(|l| l.contains(what))
+        .and_then(hwtest::pair::log_time_ms)
+}
+
 fn power_offs(p: &Pair) -> usize {
     p.lab.power_log().matches(" off ").count()
 }
@@ -147,8 +154,11 @@ fn wait_role(p: &Pair, node: Node, role: &str, timeout: Duration) {
 /// there; the other node still reads it). The primary cannot renew, so it
 /// stops its stack `stop_budget` before its lease deadline (or self-fences
 /// if that does not finish in time); the peer takes the lease once the
-/// counter stood still for `lock_timeout` and starts the stack. Never two
-/// rw mounts or holders on the way; nothing acknowledged lost.
+/// counter stood still for `lock_timeout` and starts the stack. Then the
+/// same on the new primary with its record stop hanging: it self-fences
+/// (reboot in the guest, softdog armed behind it), the peer fences it and
+/// takes over. Never two rw mounts or holders on the way; nothing
+/// acknowledged lost.
 #[test]
 fn lease_device_fails_on_the_primary_only() {
     let t0 = Instant::now();
@@ -160,6 +170,7 @@ fn lease_device_fails_on_the_primary_only() {
     p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
     p.check_safety().unwrap();
     let from = p.log(pri).len();
+    let sec_from = p.log(sec).len();
 
     let cut = Instant::now();
     p.break_lease(pri).unwrap();
@@ -182,17 +193,58 @@ fn lease_device_fails_on_the_primary_only() {
         logs(&p)
     );
     if !self_fenced {
-        // it gave up in good order: nobody needed to shoot it
+        // it gave up in good order, before the peer took the lease: nobody
+        // needed to shoot it
         assert_eq!(power_offs(&p), 0, "{}", logs(&p));
         assert!(p.lab.is_up(pri));
         assert!(
-            plog.contains("emergency") || plog.to_lowercase().contains("lease"),
+            plog.contains("lease deadline near: emergency stop"),
             "{plog}"
+        );
+        let stopped = line_time(&plog, "stack stopped here");
+        let taken = line_time(&p.log_since(sec, sec_from), "lease acquired");
+        assert!(
+            stopped.is_some() && taken.is_some() && stopped < taken,
+            "{pri} stopped at {stopped:?}, {sec} took the lease at {taken:?}\n{}",
+            logs(&p)
         );
     }
     p.wait_acks(&client, 10, Duration::from_secs(20)).unwrap();
     stays_on(&p, sec, Duration::from_secs(3));
-    let n = no_loss(&p, &client, sec);
+    no_loss(&p, &client, sec);
+
+    // Second part: the first node's device works again; the lease device
+    // now fails on the new primary, whose record service cannot be
+    // stopped (stop hangs past its timeout). It cannot give the stack up
+    // in good order, so it self-fences; the peer fences it and takes over.
+    p.heal_lease(pri).unwrap();
+    let t = Instant::now();
+    let from = p.log(sec).len();
+    let pri_from = p.log(pri).len();
+    let offs = power_offs(&p);
+    p.set_stop_fault(sec, Some(StopFault::Hang)).unwrap();
+    p.break_lease(sec).unwrap();
+    wait_stack_on(&p, pri, Duration::from_secs(60));
+    let slog = p.log_since(sec, from);
+    assert!(
+        slog.contains("lease deadline near: emergency stop") && slog.contains("SELF-FENCE"),
+        "{sec} did not self-fence after an emergency stop:\n{}",
+        logs(&p)
+    );
+    let plog = p.log_since(pri, pri_from);
+    let fenced = line_time(&plog, &format!("{sec} fenced"));
+    let taken = line_time(&plog, "lease acquired");
+    assert!(
+        power_offs(&p) > offs && fenced.is_some() && taken.is_some() && fenced <= taken,
+        "{pri}: fenced {fenced:?}, lease acquired {taken:?}\n{}",
+        logs(&p)
+    );
+    eprintln!(
+        "lease broken and stop hung on {sec} -> self-fence, stack on {pri} after {:.1?}",
+        t.elapsed()
+    );
+    p.wait_acks(&client, 10, Duration::from_secs(20)).unwrap();
+    let n = no_loss(&p, &client, pri);
     eprintln!(
         "{n} records acknowledged, 0 lost; scenario time {:.1?}",
         t0.elapsed()
@@ -220,6 +272,7 @@ fn failed_and_hung_stops_escalate_to_fencing() {
         let t = Instant::now();
         let survivor = other(victim);
         let from = p.log(victim).len();
+        let sfrom = p.log(survivor).len();
         let offs = power_offs(&p);
         p.set_stop_fault(victim, Some(fault)).unwrap();
         p.check_safety().unwrap();
@@ -247,6 +300,14 @@ fn failed_and_hung_stops_escalate_to_fencing() {
             logs(&p)
         );
         assert!(!p.lab.is_up(victim), "{victim} still runs");
+        let slog = p.log_since(survivor, sfrom);
+        let fenced = line_time(&slog, &format!("{victim} fenced"));
+        let taken = line_time(&slog, "lease acquired");
+        assert!(
+            fenced.is_some() && taken.is_some() && fenced <= taken,
+            "{survivor}: fenced {fenced:?}, lease acquired {taken:?}\n{}",
+            logs(&p)
+        );
         p.wait_acks(&client, 10, Duration::from_secs(20)).unwrap();
         no_loss(&p, &client, survivor);
         eprintln!(
