@@ -589,3 +589,87 @@ fn both_boot_at_once_then_power_cut_primary_rejoins() {
     );
     p.lab.down().unwrap();
 }
+
+/// Scenario: the primary's daemon freezes (SIGSTOP: its event loop, lease
+/// thread and watchdog keeper all stop) while the peer cannot fence (its
+/// fence agent is moved away for the test). Nothing but the guest's softdog
+/// (`/dev/watchdog1`, 3 s) can end the frozen holder: it must reset the
+/// node within a few seconds; the peer's fencing fails, so it takes the
+/// lease only once the counter stood still for `lock_timeout`. The peer
+/// never mounts the data while the frozen node still runs.
+#[test]
+fn frozen_primary_daemon_is_reset_by_softdog() {
+    let t0 = Instant::now();
+    let p = pair();
+    let pri = p.wait_primary(START).unwrap();
+    let sec = other(pri);
+    let client = p.start_client().unwrap();
+    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
+    p.check_safety().unwrap();
+    let console = p.lab.dir().join(pri.name()).join("console.log");
+    let con_from = std::fs::read_to_string(&console).unwrap_or_default().len();
+    let agent = p.lab.dir().join("bin").join("fence_lab");
+    let away = p.lab.dir().join("bin").join("fence_lab.away");
+    std::fs::rename(&agent, &away).unwrap();
+    let sec_from = p.log(sec).len();
+
+    p.lab
+        .run_ok(pri, "kill -STOP $(cat /run/hapair/daemon.pid)")
+        .unwrap();
+    let t = Instant::now();
+    // until the softdog fires: the peer must not have the data mounted
+    loop {
+        let con = std::fs::read_to_string(&console).unwrap_or_default();
+        if con
+            .get(con_from..)
+            .is_some_and(|c| c.contains("softdog: Initiating system reboot"))
+        {
+            break;
+        }
+        let mi = p.lab.mountinfo(sec).unwrap();
+        assert!(
+            !hwtest::pair::rw_mounted(&mi, hwtest::pair::DATA_DEV),
+            "{sec} mounted the data while {pri} is frozen with it\n{}",
+            logs(&p)
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the softdog did not reset the frozen {pri}:\n{}",
+            hwtest::pair::tail(&con, 30)
+        );
+        sleep(Duration::from_millis(100));
+    }
+    let reset = t.elapsed();
+    eprintln!("{pri} frozen -> softdog reset after {reset:.1?}");
+    // watchdog_timeout 3 s after the keeper's last kick
+    assert!(reset < Duration::from_secs(6), "{reset:?}");
+    // A UML guest restarting in place (softdog, reboot(2)) hangs early in
+    // its re-exec and never answers again; pull its plug on the host so
+    // the checks can tell it is down. This changes nothing the peer sees
+    // (no heartbeat, a still counter either way) and is not a fence: the
+    // power switch's log (the fence agent's way in) stays empty.
+    p.lab.kill(pri).unwrap();
+
+    wait_stack_on(&p, sec, Duration::from_secs(60));
+    let took = t.elapsed();
+    std::fs::rename(&away, &agent).unwrap();
+    let slog = p.log_since(sec, sec_from);
+    assert!(
+        slog.contains("every fence level failed"),
+        "{sec} did not try (and fail) to fence {pri}:\n{}",
+        logs(&p)
+    );
+    assert!(
+        !p.lab.power_log().contains(&format!(" off {pri} rc=0")),
+        "{}",
+        logs(&p)
+    );
+    eprintln!("stack on {sec} {took:.1?} after the freeze (lease expiry)");
+    p.wait_acks(&client, 10, Duration::from_secs(20)).unwrap();
+    let n = no_loss(&p, &client, sec);
+    eprintln!(
+        "{n} records acknowledged, 0 lost; scenario time {:.1?}",
+        t0.elapsed()
+    );
+    p.lab.down().unwrap();
+}
