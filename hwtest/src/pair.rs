@@ -703,6 +703,15 @@ test -b {DM_LEASE_DEV}"
     /// Reads the lock block and both live nodes' mountinfo and checks the
     /// safety rule: at most one read-write mount of the data area, and a
     /// node with one holds the lease.
+    ///
+    /// Each node reads the lock, its mountinfo, then the lock again, in one
+    /// command: a node with the data mounted must be the holder in at least
+    /// one of the two reads around it. (One read after the mountinfo, as
+    /// before, saw a correct handover as a violation: the node unmounted
+    /// and released, and the peer took the lock, between the two reads.)
+    /// The reported holder is the newest read. The two nodes are read one
+    /// after the other, so two rw mounts are sampled about 0.2 s apart; a
+    /// handover takes longer than that (release, heartbeat, lock write).
     pub fn check_safety(&self) -> Result<Safety, PairError> {
         let mut rw = Vec::new();
         let mut holder = None;
@@ -711,11 +720,13 @@ test -b {DM_LEASE_DEV}"
             if !self.lab.is_up(n) {
                 continue;
             }
+            let sfex = self.sfex();
+            let sfex = sfex.display();
             let out = match self.lab.run(
                 n,
                 &format!(
-                    "cat /proc/self/mountinfo; echo '=== sfex'; {} status {LEASE_DEV}; true",
-                    self.sfex().display()
+                    "{sfex} status {LEASE_DEV}; echo '=== mountinfo'; cat /proc/self/mountinfo; \
+                     echo '=== sfex'; {sfex} status {LEASE_DEV}; true"
                 ),
             ) {
                 Ok(o) => o.stdout,
@@ -723,15 +734,22 @@ test -b {DM_LEASE_DEV}"
                 Err(LabError::NodeDown { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let (mi, st) = out.split_once("=== sfex").unwrap_or((&out, ""));
+            let (before, rest) = out.split_once("=== mountinfo").unwrap_or(("", &out));
+            let (mi, after) = rest.split_once("=== sfex").unwrap_or((rest, ""));
+            let (l1, l2) = (lock_holder(before), lock_holder(after));
             if rw_mounted(mi, DATA_DEV) {
                 rw.push(n);
-            }
-            if !lock_read {
-                if let Some(h) = lock_holder(st) {
-                    lock_read = true;
-                    holder = h;
+                let me = Some(Some(n.name().to_owned()));
+                if l1 != me && l2 != me {
+                    return Err(PairError::Check(format!(
+                        "SAFETY: {n} has {DATA_DEV} mounted read-write but the lease holder \
+                         is {l1:?} before and {l2:?} after reading its mounts"
+                    )));
                 }
+            }
+            if let Some(h) = l2.or(l1) {
+                lock_read = true;
+                holder = h;
             }
         }
         if !lock_read && (self.lab.is_up(Node::A) || self.lab.is_up(Node::B)) {
@@ -749,14 +767,7 @@ test -b {DM_LEASE_DEV}"
                 s.rw_mounts
             )));
         }
-        if let Some(m) = s.rw_mounts.first() {
-            if s.holder.as_deref() != Some(m.name()) {
-                return Err(PairError::Check(format!(
-                    "SAFETY: {m} has {DATA_DEV} mounted read-write but the lease holder is {:?}",
-                    s.holder
-                )));
-            }
-        }
+        // (a mount's holder was checked on its own node, around its read)
         Ok(s)
     }
 
