@@ -33,6 +33,14 @@ pub const DATA_DIR: &str = "/mnt/data";
 pub const LEASE_DEV: &str = "/dev/ubdb1";
 /// The data device in the guests.
 pub const DATA_DEV: &str = "/dev/ubdb2";
+/// The lease device of a pair made by [`Pair::up_dm_lease`]: a
+/// device-mapper `linear` device over [`LEASE_DEV`] in each guest, whose
+/// table [`Pair::break_lease`] swaps for `error` on one node only.
+pub const DM_LEASE_DEV: &str = "/dev/mapper/lease";
+/// Flag file in a guest: the record agent's `stop` fails (exit 1).
+pub const STOP_FAIL_FLAG: &str = "/run/recordd.stop-fail";
+/// Flag file in a guest: the record agent's `stop` hangs (sleeps an hour).
+pub const STOP_HANG_FLAG: &str = "/run/recordd.stop-hang";
 
 /// Why a pair operation or check failed.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +102,17 @@ pub struct Pair {
     bin: PathBuf,
     config: PathBuf,
     t0: Instant,
+    dm_lease: bool,
+}
+
+/// How the record agent's `stop` misbehaves on a node
+/// ([`Pair::set_stop_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopFault {
+    /// `stop` exits 1 (OCF_ERR_GENERIC) without stopping anything.
+    Fail,
+    /// `stop` never returns (past any stop timeout).
+    Hang,
 }
 
 /// What [`Pair::check_safety`] saw.
@@ -139,6 +158,17 @@ impl Pair {
     /// writes the key file and the config into the lab dir. Daemons are
     /// not started yet ([`Pair::start_daemons`]).
     pub fn up(opts: PairOptions) -> Result<Pair, PairError> {
+        Self::up_inner(opts, false)
+    }
+
+    /// [`Pair::up`] with the lease on [`DM_LEASE_DEV`], a device-mapper
+    /// `linear` device over `/dev/ubdb1` made in each guest per boot, so
+    /// that [`Pair::break_lease`] can make it fail on one node only.
+    pub fn up_dm_lease(opts: PairOptions) -> Result<Pair, PairError> {
+        Self::up_inner(opts, true)
+    }
+
+    fn up_inner(opts: PairOptions, dm_lease: bool) -> Result<Pair, PairError> {
         let t0 = Instant::now();
         for (what, p) in [
             ("hapair", &opts.hapair),
@@ -175,6 +205,7 @@ impl Pair {
             bin,
             config,
             t0,
+            dm_lease,
         };
         pair.say(&format!(
             "lab {} up in {:.1?}",
@@ -199,6 +230,15 @@ impl Pair {
         self.bin_path(&self.opts.hapair)
     }
 
+    /// The lease device in the daemons' config.
+    pub fn lease_dev(&self) -> &'static str {
+        if self.dm_lease {
+            DM_LEASE_DEV
+        } else {
+            LEASE_DEV
+        }
+    }
+
     fn sfex(&self) -> PathBuf {
         self.bin_path(&self.opts.sfex)
     }
@@ -220,9 +260,16 @@ impl Pair {
             fs::copy(p, &to).map_err(io_err(format!("copy {} into the lab", p.display())))?;
         }
         let agent = self.bin.join("recordd-agent");
+        // the flag files make `stop` fail or hang on one node (tests)
         fs::write(
             &agent,
-            format!("#!/bin/sh\nexec {} agent \"$@\"\n", self.record_cmd()),
+            format!(
+                "#!/bin/sh\n\
+                 if [ \"$1\" = stop ] && [ -e {STOP_FAIL_FLAG} ]; then echo 'recordd: stop fails ({STOP_FAIL_FLAG})' >&2; exit 1; fi\n\
+                 if [ \"$1\" = stop ] && [ -e {STOP_HANG_FLAG} ]; then exec sleep 3600; fi\n\
+                 exec {} agent \"$@\"\n",
+                self.record_cmd()
+            ),
         )
         .map_err(io_err("write the record agent"))?;
         use std::os::unix::fs::PermissionsExt;
@@ -294,6 +341,7 @@ impl Pair {
             ),
         };
         let record = self.record_cmd();
+        let lease_dev = self.lease_dev();
         format!(
             r#"# written by hwtest::pair (the hapair lab demo)
 [cluster]
@@ -327,7 +375,7 @@ nodeB = "10.88.1.2:5405"
 interface = "vec1"
 
 [lease]
-device = "{LEASE_DEV}"
+device = "{lease_dev}"
 index = 1
 engine = "sync"
 monitor_interval = "300ms"
@@ -447,8 +495,19 @@ if ! grep -q ' /usr/lib/ocf/resource.d ' /proc/self/mountinfo; then
 fi
 mkdir -p {DATA_DIR} /run/hapair/state
 [ -b {DATA_DEV} ] || blockdev --rereadpt /dev/ubdb
-for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
-            agent = agent.display()
+for i in $(seq 50); do [ -b {DATA_DEV} ] && break; sleep 0.1; done
+[ -b {DATA_DEV} ]
+{dm}",
+            agent = agent.display(),
+            dm = if self.dm_lease {
+                format!(
+                    "test -b {DM_LEASE_DEV} || {{ modprobe dm_mod && dmsetup create lease --table \
+                     \"0 $(blockdev --getsz {LEASE_DEV}) linear {LEASE_DEV} 0\" && dmsetup mknodes lease; }}
+test -b {DM_LEASE_DEV}"
+                )
+            } else {
+                String::new()
+            }
         );
         self.lab.run_ok(node, &script)?;
         Ok(())
@@ -493,6 +552,145 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
         Ok(())
     }
 
+    /// Starts both daemons at the same instant: each guest waits on a go
+    /// file in the lab dir (a bash loop without forks, 10 ms steps), then
+    /// the host creates it.
+    pub fn start_daemons_together(&self) -> Result<(), PairError> {
+        let go = self.lab.dir().join("go-daemons");
+        let _ = fs::remove_file(&go);
+        for n in [Node::A, Node::B] {
+            let cmd = format!(
+                "rm -f /run/hapair/go && mkfifo /run/hapair/go && exec 3<>/run/hapair/go; \
+                 while [ ! -e {go} ]; do read -t 0.01 -u 3; done; exec 3<&-; \
+                 echo $$ > /run/hapair/daemon.pid; exec {} run --config {} --node {} >> {} 2>&1",
+                self.hapair().display(),
+                self.config.display(),
+                n.name(),
+                self.log_path(n).display(),
+                go = go.display()
+            );
+            self.lab.spawn(n, &cmd)?;
+        }
+        // both are waiting once their fifo exists
+        for n in [Node::A, Node::B] {
+            self.lab.wait_for(
+                n,
+                "[ -p /run/hapair/go ]",
+                "ls -l /run/hapair",
+                Duration::from_secs(20),
+            )?;
+        }
+        fs::write(&go, b"go\n").map_err(io_err("create the go file"))?;
+        self.say("hapair run started on nodeA and nodeB at the same instant");
+        Ok(())
+    }
+
+    /// Makes the lease device unreadable and unwritable on `node` only
+    /// (its [`DM_LEASE_DEV`] table becomes `error`); needs a pair from
+    /// [`Pair::up_dm_lease`]. Checks that a direct read now fails there.
+    pub fn break_lease(&self, node: Node) -> Result<(), PairError> {
+        if !self.dm_lease {
+            return Err(PairError::Check(
+                "break_lease needs a pair made by Pair::up_dm_lease".into(),
+            ));
+        }
+        self.lab.run_ok(
+            node,
+            &format!(
+                "dmsetup reload lease --table \"0 $(blockdev --getsz {LEASE_DEV}) error\" && \
+                 dmsetup resume lease && ! dd if={DM_LEASE_DEV} of=/dev/null bs=512 count=1 \
+                 iflag=direct status=none 2>/dev/null"
+            ),
+        )?;
+        self.say(&format!(
+            "lease device {DM_LEASE_DEV} on {node}: dm table `error`"
+        ));
+        Ok(())
+    }
+
+    /// Undoes [`Pair::break_lease`] on `node`: the `linear` table again;
+    /// checks that a direct read works there.
+    pub fn heal_lease(&self, node: Node) -> Result<(), PairError> {
+        self.lab.run_ok(
+            node,
+            &format!(
+                "dmsetup reload lease --table \"0 $(blockdev --getsz {LEASE_DEV}) linear {LEASE_DEV} 0\" && \
+                 dmsetup resume lease && dd if={DM_LEASE_DEV} of=/dev/null bs=512 count=1 \
+                 iflag=direct status=none"
+            ),
+        )?;
+        self.say(&format!(
+            "lease device {DM_LEASE_DEV} on {node}: dm table `linear` again"
+        ));
+        Ok(())
+    }
+
+    /// Makes the record agent's `stop` fail or hang on `node` from now on
+    /// (`None`: behave again), through a flag file in the guest's `/run`.
+    pub fn set_stop_fault(&self, node: Node, fault: Option<StopFault>) -> Result<(), PairError> {
+        let cmd = match fault {
+            None => format!("rm -f {STOP_FAIL_FLAG} {STOP_HANG_FLAG}"),
+            Some(StopFault::Fail) => format!("rm -f {STOP_HANG_FLAG}; touch {STOP_FAIL_FLAG}"),
+            Some(StopFault::Hang) => format!("rm -f {STOP_FAIL_FLAG}; touch {STOP_HANG_FLAG}"),
+        };
+        self.lab.run_ok(node, &cmd)?;
+        Ok(())
+    }
+
+    /// `kill -9` of the record server on `node`, behind the agent's back
+    /// (its next monitor finds it not running). Returns the killed pid.
+    pub fn kill_service(&self, node: Node) -> Result<u32, PairError> {
+        let out = self
+            .lab
+            .run_ok(node, "p=$(cat /run/recordd.pid) && kill -9 $p && echo $p")?;
+        out.trim()
+            .parse()
+            .map_err(|_| PairError::Check(format!("kill_service on {node}: {out:?}")))
+    }
+
+    /// `hapair status --json` of `node`'s daemon: the report object
+    /// (`nodes`, `resources`, `moves`, `fencing`, ...).
+    pub fn status(&self, node: Node) -> Result<serde_json::Value, PairError> {
+        let out = self.ctl(node, "status --json")?;
+        let v: serde_json::Value = serde_json::from_str(out.trim())
+            .map_err(|e| PairError::Check(format!("status --json of {node}: {e}: {out}")))?;
+        // the report itself, or a control response carrying it
+        let v = v.get("status").cloned().unwrap_or(v);
+        if v.get("nodes").is_none() {
+            return Err(PairError::Check(format!(
+                "status --json of {node}: no report: {out}"
+            )));
+        }
+        Ok(v)
+    }
+
+    /// The role `node`'s daemon gives itself (`primary`, `secondary`,
+    /// `stopped`, ...).
+    pub fn role(&self, node: Node) -> Result<String, PairError> {
+        let s = self.status(node)?;
+        Ok(node_field(&s, node, "role").unwrap_or_default())
+    }
+
+    /// Powers `node` on through the power switch (a fresh boot), prepares
+    /// it ([`Pair::prepare`]) and starts its daemon.
+    pub fn power_on_and_rejoin(&self, node: Node) -> Result<(), PairError> {
+        let rc = self.lab.power(PowerAction::On, node)?;
+        if rc != 0 {
+            return Err(PairError::Check(format!("power on {node}: rc {rc}")));
+        }
+        self.prepare(node)?;
+        self.start_daemon(node)?;
+        self.say(&format!("{node} powered on, daemon started"));
+        Ok(())
+    }
+
+    /// `node`'s log from byte `from` on (a length of [`Pair::log`] taken
+    /// earlier).
+    pub fn log_since(&self, node: Node, from: usize) -> String {
+        let l = self.log(node);
+        l.get(from.min(l.len())..).unwrap_or_default().to_owned()
+    }
+
     /// Runs `hapair ARGS --socket ...` in `node`.
     pub fn ctl(&self, node: Node, args: &str) -> Result<String, PairError> {
         Ok(self.lab.run_ok(
@@ -507,6 +705,15 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
     /// Reads the lock block and both live nodes' mountinfo and checks the
     /// safety rule: at most one read-write mount of the data area, and a
     /// node with one holds the lease.
+    ///
+    /// Each node reads the lock, its mountinfo, then the lock again, in one
+    /// command: a node with the data mounted must be the holder in at least
+    /// one of the two reads around it. (One read after the mountinfo, as
+    /// before, saw a correct handover as a violation: the node unmounted
+    /// and released, and the peer took the lock, between the two reads.)
+    /// The reported holder is the newest read. The two nodes are read one
+    /// after the other, so two rw mounts are sampled about 0.2 s apart; a
+    /// handover takes longer than that (release, heartbeat, lock write).
     pub fn check_safety(&self) -> Result<Safety, PairError> {
         let mut rw = Vec::new();
         let mut holder = None;
@@ -515,11 +722,13 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
             if !self.lab.is_up(n) {
                 continue;
             }
+            let sfex = self.sfex();
+            let sfex = sfex.display();
             let out = match self.lab.run(
                 n,
                 &format!(
-                    "cat /proc/self/mountinfo; echo '=== sfex'; {} status {LEASE_DEV}; true",
-                    self.sfex().display()
+                    "{sfex} status {LEASE_DEV}; echo '=== mountinfo'; cat /proc/self/mountinfo; \
+                     echo '=== sfex'; {sfex} status {LEASE_DEV}; true"
                 ),
             ) {
                 Ok(o) => o.stdout,
@@ -527,15 +736,22 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
                 Err(LabError::NodeDown { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let (mi, st) = out.split_once("=== sfex").unwrap_or((&out, ""));
+            let (before, rest) = out.split_once("=== mountinfo").unwrap_or(("", &out));
+            let (mi, after) = rest.split_once("=== sfex").unwrap_or((rest, ""));
+            let (l1, l2) = (lock_holder(before), lock_holder(after));
             if rw_mounted(mi, DATA_DEV) {
                 rw.push(n);
-            }
-            if !lock_read {
-                if let Some(h) = lock_holder(st) {
-                    lock_read = true;
-                    holder = h;
+                let me = Some(Some(n.name().to_owned()));
+                if l1 != me && l2 != me {
+                    return Err(PairError::Check(format!(
+                        "SAFETY: {n} has {DATA_DEV} mounted read-write but the lease holder \
+                         is {l1:?} before and {l2:?} after reading its mounts"
+                    )));
                 }
+            }
+            if let Some(h) = l2.or(l1) {
+                lock_read = true;
+                holder = h;
             }
         }
         if !lock_read && (self.lab.is_up(Node::A) || self.lab.is_up(Node::B)) {
@@ -553,14 +769,7 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
                 s.rw_mounts
             )));
         }
-        if let Some(m) = s.rw_mounts.first() {
-            if s.holder.as_deref() != Some(m.name()) {
-                return Err(PairError::Check(format!(
-                    "SAFETY: {m} has {DATA_DEV} mounted read-write but the lease holder is {:?}",
-                    s.holder
-                )));
-            }
-        }
+        // (a mount's holder was checked on its own node, around its read)
         Ok(s)
     }
 
@@ -741,6 +950,31 @@ for i in $(seq 50); do [ -b {DATA_DEV} ] && exit 0; sleep 0.1; done; exit 1",
             });
         Ok(f)
     }
+}
+
+/// A field of `node`'s entry in a status report's `nodes`.
+pub fn node_field(status: &serde_json::Value, node: Node, field: &str) -> Option<String> {
+    status["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == node.name())?
+        .get(field)?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// A resource's fail counts by node in a status report.
+pub fn fail_counts(status: &serde_json::Value, res: &str) -> Vec<(String, u64)> {
+    status["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == res))
+        .and_then(|r| r["fail_counts"].as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The acks in a client's output file so far.
