@@ -93,6 +93,24 @@ pub struct PairOptions {
     pub verbose: bool,
 }
 
+impl PairOptions {
+    /// What the lab tests use: `hapair` and `sfex` from `HAPAIR_BIN_DIR` or
+    /// the running test's target dir ([`crate::hapair_drbd::Bins::find`]),
+    /// the record program `record` (the tests' `hapair-recordd`), the
+    /// built-ins, nodeC as the client, quiet unless `HWTEST_VERBOSE` is set.
+    pub fn for_tests(record: PathBuf) -> Result<PairOptions, PairError> {
+        let bins = crate::hapair_drbd::Bins::find().map_err(|e| PairError::Check(e.to_string()))?;
+        Ok(PairOptions {
+            hapair: bins.hapair,
+            sfex: bins.sfex,
+            record: (record, vec![]),
+            flavor: Flavor::Builtin,
+            client_node: true,
+            verbose: std::env::var("HWTEST_VERBOSE").is_ok(),
+        })
+    }
+}
+
 /// The lab pair, torn down when dropped (through its [`Lab`]).
 #[derive(Debug)]
 pub struct Pair {

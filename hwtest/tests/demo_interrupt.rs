@@ -6,18 +6,10 @@
 //! `cargo build -p hapair -p sfex -p hwtest --bins && cargo test -p hwtest --test demo_interrupt`
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary is in <target>/<profile>/deps")
-        .to_owned()
-}
 
 /// Processes whose command line mentions `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
@@ -43,12 +35,9 @@ fn processes_with(needle: &str) -> Vec<String> {
 
 #[test]
 fn ctrl_c_during_the_demo_tears_the_lab_down() {
-    let hapair = bin_dir().join("hapair");
-    assert!(
-        hapair.is_file() && bin_dir().join("sfex").is_file(),
-        "build the binaries first: cargo build -p hapair -p sfex --bins ({} missing)",
-        hapair.display()
-    );
+    let hapair = hwtest::hapair_drbd::Bins::find()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .hapair;
     let mut child = Command::new(&hapair)
         .arg("demo")
         .stdout(Stdio::piped())

@@ -9,30 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hwtest::pair::{Flavor, Pair, PairOptions, other};
+use hwtest::pair::{Pair, PairOptions, other};
 use hwtest::{Link, NetOp, Node};
 
-/// The target dir's profile dir (where `hapair` and `sfex` are).
-fn bin_dir() -> PathBuf {
-    // target/<profile>/deps/<test>-<hash>
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary is in <target>/<profile>/deps")
-        .to_owned()
-}
-
 fn pair() -> Pair {
-    let d = bin_dir();
-    let p = Pair::up(PairOptions {
-        hapair: d.join("hapair"),
-        sfex: d.join("sfex"),
-        record: (PathBuf::from(env!("CARGO_BIN_EXE_hapair-recordd")), vec![]),
-        flavor: Flavor::Builtin,
-        client_node: true,
-        verbose: std::env::var("HWTEST_VERBOSE").is_ok(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let p = PairOptions::for_tests(PathBuf::from(env!("CARGO_BIN_EXE_hapair-recordd")))
+        .and_then(Pair::up)
+        .unwrap_or_else(|e| panic!("{e}"));
     p.start_daemons().unwrap();
     p
 }

@@ -22,27 +22,11 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use hwtest::Node;
-use hwtest::pair::{Flavor, Pair, PairOptions, StopFault, fail_counts, node_field, other};
-
-fn bin_dir() -> PathBuf {
-    // target/<profile>/deps/<test>-<hash>
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary is in <target>/<profile>/deps")
-        .to_owned()
-}
+use hwtest::pair::{Pair, PairOptions, StopFault, fail_counts, node_field, other};
 
 fn options() -> PairOptions {
-    let d = bin_dir();
-    PairOptions {
-        hapair: d.join("hapair"),
-        sfex: d.join("sfex"),
-        record: (PathBuf::from(env!("CARGO_BIN_EXE_hapair-recordd")), vec![]),
-        flavor: Flavor::Builtin,
-        client_node: true,
-        verbose: std::env::var("HWTEST_VERBOSE").is_ok(),
-    }
+    PairOptions::for_tests(PathBuf::from(env!("CARGO_BIN_EXE_hapair-recordd")))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A pair with both daemons started (one after the other).
