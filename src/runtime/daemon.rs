@@ -641,9 +641,12 @@ impl Daemon {
     }
 
     fn self_fence(&mut self) {
-        self.note("SELF-FENCE: the stack could not be stopped before the lease deadline".into());
-        self.fence_self
-            .fire("the stack could not be stopped before the lease deadline");
+        // the engine's note just before says which: a stop or demote that
+        // failed, or the lease lost with the stack (partly) up
+        let why = "the stack cannot be brought down safely (a failed stop, or the lease lost \
+                   with resources up; see the previous line)";
+        self.note(format!("SELF-FENCE: {why}"));
+        self.fence_self.fire(why);
     }
 
     fn on_done(&mut self, d: Done) {

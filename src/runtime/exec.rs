@@ -101,8 +101,13 @@ impl Executor {
                         let outcome =
                             outcome_of(r.classification.verdict, r.classification.observed);
                         let reason = (outcome != Outcome::Ok).then(|| {
-                            r.exit_reason.clone().unwrap_or_else(|| {
-                                format!("{} {op}: {} ({})", agent, r.rc.name(), r.rc.code())
+                            r.exit_reason.clone().unwrap_or_else(|| match &r.exec {
+                                // a timeout or a signal says more than the
+                                // OCF code Pacemaker would report for it
+                                ra::ExecStatus::Exited { .. } => {
+                                    format!("{} {op}: {} ({})", agent, r.rc.name(), r.rc.code())
+                                }
+                                exec => format!("{agent} {op}: {exec} ({})", r.rc.name()),
                             })
                         });
                         (outcome, reason)
@@ -157,6 +162,44 @@ async fn blocking(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An agent that hangs past its timeout is reported as timed out, not
+    /// by the OCF code Pacemaker would give it.
+    #[test]
+    fn a_timed_out_agent_is_reported_as_such() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("resource.d/hapairtest");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let agent = dir.join("Hang");
+        std::fs::write(&agent, "#!/bin/sh\nsleep 30\n").expect("write agent");
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let runner = Runner::new(ra::RunnerConfig {
+            ocf_root: root.path().to_owned(),
+            kill_grace: Duration::from_millis(200),
+            ..ra::RunnerConfig::default()
+        })
+        .expect("runner");
+        let exec = Executor::Agent {
+            agent: ra::Agent::ocf("hapairtest", "Hang").expect("agent"),
+            params: std::collections::BTreeMap::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let r = rt.block_on(exec.run(
+            &runner,
+            "svc",
+            Op::Stop,
+            Duration::from_millis(300),
+            Duration::ZERO,
+        ));
+        assert_eq!(r.outcome, Outcome::Failed(FailClass::Soft));
+        let reason = r.reason.expect("a reason");
+        assert!(reason.contains("timed out"), "{reason}");
+        assert!(reason.starts_with("ocf:hapairtest:Hang stop: "), "{reason}");
+    }
 
     #[test]
     fn outcomes_follow_pacemaker_classes() {
