@@ -50,7 +50,7 @@ fn drbd_split_brain_detected_reported_refused() {
         .unwrap_or_else(|e| panic!("{e}"));
     p.lab
         .run_ok(pri, &format!("echo kept > {MNT}/survivor && sync"))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
     eprintln!("both Primary by hand (the safety rule is broken on purpose here)");
     // the victim's side gives up its role by hand, as an operator would
     p.lab
