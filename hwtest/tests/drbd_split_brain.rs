@@ -40,6 +40,19 @@ fn drbd_split_brain_detected_reported_refused() {
             Duration::from_secs(30),
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
+    // and the Primary's fence-peer handler has its answer (DRBD there marks
+    // the peer Outdated and resumes I/O). Forcing before that, inside the
+    // Secondary's check that its Outdated state holds, makes the Secondary
+    // answer "not outdated" (true by then): the handler fails and the
+    // Primary's DRBD keeps I/O frozen, the safe outcome but not this test's
+    p.lab
+        .wait_for(
+            pri,
+            "drbdadm dstate r0 | grep -q /Outdated$",
+            "drbdadm cstate r0; drbdadm dstate r0",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
     p.lab
         .run_ok(
             sec,
