@@ -19,6 +19,7 @@ LAB_DISK_SIZE=${LAB_DISK_SIZE:-256M}       # private DRBD backing disk per node 
 LAB_SHARED_SIZE=${LAB_SHARED_SIZE:-64M}    # shared disk seen by both nodes (/dev/ubdb)
 LAB_UML=${LAB_UML:-/usr/bin/linux.uml}
 LAB_RES=${LAB_RES:-r0}
+# LAB_FENCE_AGENT: the program lab-up.sh installs as $LAB_DIR/bin/fence_lab (hwtest sets it; unset: none installed)
 # shellcheck disable=SC2034  # used by the scripts that source this file
 LAB_NODES="nodeA nodeB"
 # shellcheck disable=SC2034

@@ -41,10 +41,12 @@ resource $LAB_RES {
   on nodeB { device /dev/drbd0; disk /dev/ubda; address $(lab_ip nodeB 1):7789; meta-disk internal; }
 }
 RES
-# the fence agent, where every guest sees it (a checkout under /tmp is invisible in the guests)
-if [ -f "$HERE/fence_lab" ]; then
+# the fence agent, where every guest sees it (a checkout under /tmp is invisible in the guests): LAB_FENCE_AGENT is a
+# program that acts as fence_lab when called by that name (hwtest's fence_lab binary, or hapair)
+if [ -n "${LAB_FENCE_AGENT:-}" ]; then
+  [ -f "$LAB_FENCE_AGENT" ] || { echo "lab-up: LAB_FENCE_AGENT=$LAB_FENCE_AGENT does not exist" >&2; exit 1; }
   mkdir -p "$LAB_DIR/bin"
-  cmp -s "$HERE/fence_lab" "$LAB_DIR/bin/fence_lab" || install -m 755 "$HERE/fence_lab" "$LAB_DIR/bin/fence_lab"
+  cmp -s "$LAB_FENCE_AGENT" "$LAB_DIR/bin/fence_lab" || install -m 755 "$LAB_FENCE_AGENT" "$LAB_DIR/bin/fence_lab"
 fi
 # --- network ----------------------------------------------------------------------------------------------------------
 ip netns list | awk '{print $1}' | grep -qxF -- "$LAB_NETNS" || ip netns add "$LAB_NETNS"

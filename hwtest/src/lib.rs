@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod fence_lab;
 pub mod hapair_drbd;
 pub mod pair;
 pub mod record;
@@ -337,6 +338,10 @@ pub struct LabOptions {
     pub drbd: bool,
     /// Timeout of guest commands run with [`Lab::run`].
     pub run_timeout: Duration,
+    /// The fence agent installed as `$LAB_DIR/bin/fence_lab`: a program
+    /// that runs [`fence_lab::main_args`] when called by that name (this
+    /// crate's `fence_lab`, or `hapair`). `None`: [`default_fence_agent`].
+    pub fence_agent: Option<PathBuf>,
 }
 
 impl Default for LabOptions {
@@ -346,6 +351,7 @@ impl Default for LabOptions {
             mem: "256M".into(),
             drbd: true,
             run_timeout: RUN_TIMEOUT,
+            fence_agent: None,
         }
     }
 }
@@ -357,6 +363,8 @@ pub struct Lab {
     dir: PathBuf,
     scripts: PathBuf,
     opts: LabOptions,
+    /// The fence agent program copied into the lab (`LAB_FENCE_AGENT`).
+    fence_src: PathBuf,
     up_time: Duration,
     down: bool,
 }
@@ -364,6 +372,37 @@ pub struct Lab {
 /// The scripts' directory (`hwtest/lab` in the source tree).
 pub fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("lab")
+}
+
+/// This crate's `fence_lab` binary: in `HAPAIR_BIN_DIR`, else next to the
+/// running program or one level up (a test in `target/debug/deps` finds
+/// `target/debug/fence_lab`). Fails with the build command.
+pub fn default_fence_agent() -> Result<PathBuf, String> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("HAPAIR_BIN_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        let up = d.parent().map(Path::to_path_buf);
+        dirs.push(d);
+        dirs.extend(up);
+    }
+    dirs.iter()
+        .map(|d| d.join("fence_lab"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "the lab's fence agent `fence_lab` is not in {}: build it first with \
+                 `cargo build -p hwtest --bins` (same CARGO_TARGET_DIR), or set HAPAIR_BIN_DIR",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 impl Lab {
@@ -458,7 +497,18 @@ impl Lab {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
+        let fence_agent = match &opts.fence_agent {
+            Some(p) if p.is_file() => p.clone(),
+            Some(p) => {
+                return Err(LabError::CannotHost(format!(
+                    "the fence agent {} does not exist",
+                    p.display()
+                )));
+            }
+            None => default_fence_agent().map_err(LabError::CannotHost)?,
+        };
         let mut lab = Lab {
+            fence_src: fence_agent,
             dir: PathBuf::from("/tmp").join(&name),
             name,
             scripts: scripts_dir(),
@@ -516,6 +566,7 @@ impl Lab {
             ("LAB_DIR", self.dir.display().to_string()),
             ("LAB_MEM", self.opts.mem.clone()),
             ("LAB_DRBD", if self.opts.drbd { "1" } else { "0" }.into()),
+            ("LAB_FENCE_AGENT", self.fence_src.display().to_string()),
         ]
     }
 

@@ -213,6 +213,10 @@ impl Pair {
         let lab = Lab::up_with(LabOptions {
             nodes,
             drbd: false,
+            // hwtest's fence_lab where it was built (the tests), else hapair,
+            // which acts as fence_lab when called by that name (the demo
+            // after `cargo build --release`)
+            fence_agent: Some(crate::default_fence_agent().unwrap_or_else(|_| opts.hapair.clone())),
             ..LabOptions::default()
         })?;
         let bin = lab.dir().join("bin");
