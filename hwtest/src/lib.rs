@@ -26,6 +26,7 @@
 pub mod fence_lab;
 pub mod hapair_drbd;
 pub mod pair;
+pub mod pgclient;
 pub mod record;
 
 use std::fmt;

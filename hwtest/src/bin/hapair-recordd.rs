@@ -1,7 +1,12 @@
 //! `hapair-recordd`: the lab demo's record service, client and OCF agent
-//! (see `hwtest::record`).
+//! (see `hwtest::record`), and `pgclient`, the PostgreSQL commit recorder
+//! of lab scenario 5 (see `hwtest::pgclient`).
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(hwtest::record::main_args(&args));
+    let rc = match args.first().map(String::as_str) {
+        Some("pgclient") => hwtest::pgclient::main_args(&args[1..]),
+        _ => hwtest::record::main_args(&args),
+    };
+    std::process::exit(rc);
 }
