@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{Lab, LabError, Node, PowerAction};
+use crate::{Lab, LabError, LabOptions, Node, PowerAction, pgclient};
 
 /// Why a pair step failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,58 @@ impl Bins {
     }
 }
 
+/// The service at the top of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Service {
+    /// `ocf:heartbeat:Dummy` with its state file on the DRBD filesystem.
+    #[default]
+    Dummy,
+    /// PostgreSQL 15 through `ocf:heartbeat:pgsql`, its cluster made on
+    /// the DRBD filesystem by [`HaPair::setup_with`] (see
+    /// [`crate::pgclient::lab`]).
+    Pgsql,
+}
+
+impl Service {
+    /// The `svc` resource of the config.
+    fn resource_toml(self) -> String {
+        match self {
+            Service::Dummy => format!(
+                r#"[[resource]]
+name = "svc"
+type = "ocf:heartbeat:Dummy"
+params = {{ state = "{MNT}/svc.state" }}
+start_timeout = "30s"
+stop_timeout = "10s"
+monitor_interval = "10s"
+monitor_timeout = "20s"
+"#
+            ),
+            Service::Pgsql => pgclient::lab::resource_toml(MNT),
+        }
+    }
+
+    /// A shell condition that holds where the service runs.
+    fn running_check(self) -> String {
+        match self {
+            Service::Dummy => format!("test -f {MNT}/svc.state"),
+            Service::Pgsql => format!("test -f {}/postmaster.pid", pgclient::lab::pgdata(MNT)),
+        }
+    }
+}
+
+/// Options of [`HaPair::setup_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HaOptions {
+    /// The lease on [`DM_LEASE`] (see [`HaPair::setup_dm_lease`]).
+    pub dm_lease: bool,
+    /// The service at the top of the stack.
+    pub service: Service,
+    /// Boot nodeC too (a client guest without DRBD) and copy
+    /// `hapair-recordd` (next to `hapair`) into the lab's `bin`.
+    pub client_node: bool,
+}
+
 /// The service address the stack brings up.
 pub const SERVICE_IP: &str = "10.88.0.100";
 /// The DRBD mount point.
@@ -104,6 +156,10 @@ pub struct HaPair {
     logs: [Vec<PathBuf>; 2],
     /// The lease goes through a device-mapper device on each node.
     dm_lease: bool,
+    /// The service at the top of the stack.
+    service: Service,
+    /// `hapair-recordd` where the guests see it, if copied.
+    pub recordd: Option<PathBuf>,
 }
 
 /// The device-mapper device over `/dev/ubdb` that [`HaPair::setup_dm_lease`]
@@ -126,25 +182,57 @@ impl HaPair {
     /// Boots the lab and prepares the pair (see the module doc); starts no
     /// daemon.
     pub fn setup() -> Result<HaPair, HaError> {
-        HaPair::setup_with(false)
+        HaPair::setup_with(HaOptions::default())
     }
 
     /// [`HaPair::setup`] with the lease on [`DM_LEASE`], a `linear` map of
     /// `/dev/ubdb` made on each node before its daemon starts;
     /// [`HaPair::break_lease`] swaps one node's table for `error`.
     pub fn setup_dm_lease() -> Result<HaPair, HaError> {
-        HaPair::setup_with(true)
+        HaPair::setup_with(HaOptions {
+            dm_lease: true,
+            ..HaOptions::default()
+        })
     }
 
-    fn setup_with(dm_lease: bool) -> Result<HaPair, HaError> {
+    /// [`HaPair::setup`] with options: the lease on [`DM_LEASE`], the
+    /// service, nodeC. With [`Service::Pgsql`] the DRBD filesystem gets a
+    /// PostgreSQL cluster (made on nodeA, Primary for the moment, then
+    /// unmounted and demoted) before any daemon starts.
+    pub fn setup_with(opts: HaOptions) -> Result<HaPair, HaError> {
+        let HaOptions {
+            dm_lease,
+            service,
+            client_node,
+        } = opts;
         let bins = Bins::find()?;
-        let lab = Lab::up(&[Node::A, Node::B])?;
+        let recordd_src = bins.hapair.with_file_name("hapair-recordd");
+        if client_node && !recordd_src.is_file() {
+            return Err(HaError::Setup(format!(
+                "{} is missing: build it first with `cargo build -p hwtest --bins` \
+                 (same CARGO_TARGET_DIR), or set HAPAIR_BIN_DIR",
+                recordd_src.display()
+            )));
+        }
+        let mut nodes = vec![Node::A, Node::B];
+        if client_node {
+            nodes.push(Node::C);
+        }
+        let lab = Lab::up_with(LabOptions {
+            nodes,
+            ..LabOptions::default()
+        })?;
         let dir = lab.dir().to_path_buf();
         let bindir = dir.join("bin");
         fs::create_dir_all(&bindir).map_err(|e| HaError::Setup(format!("mkdir bin: {e}")))?;
         let bin = bindir.join("hapair");
         let sfex = bindir.join("sfex");
-        for (from, to) in [(&bins.hapair, &bin), (&bins.sfex, &sfex)] {
+        let recordd = client_node.then(|| bindir.join("hapair-recordd"));
+        let mut copies = vec![(&bins.hapair, &bin), (&bins.sfex, &sfex)];
+        if let Some(r) = &recordd {
+            copies.push((&recordd_src, r));
+        }
+        for (from, to) in copies {
             fs::copy(from, to).map_err(|e| {
                 HaError::Setup(format!("copy {} to {}: {e}", from.display(), to.display()))
             })?;
@@ -165,14 +253,19 @@ impl HaPair {
             )));
         }
         let lease_dev = if dm_lease { DM_LEASE } else { "/dev/ubdb" };
-        fs::write(&config, config_text(&key, &lab.fence_agent(), lease_dev))
-            .map_err(|e| HaError::Setup(format!("write config: {e}")))?;
+        fs::write(
+            &config,
+            config_text(&key, &lab.fence_agent(), lease_dev, service),
+        )
+        .map_err(|e| HaError::Setup(format!("write config: {e}")))?;
         let pair = HaPair {
             lab,
             bin,
             config,
             logs: [Vec::new(), Vec::new()],
             dm_lease,
+            service,
+            recordd,
         };
         let v = std::process::Command::new(&pair.bin)
             .arg("validate")
@@ -191,6 +284,9 @@ impl HaPair {
             Node::A,
             "drbdadm primary r0 && mkfs.ext4 -q /dev/drbd0 && drbdadm secondary r0",
         )?;
+        if service == Service::Pgsql {
+            pair.prepare_pgsql()?;
+        }
         pair.lab
             .run_ok(Node::A, &format!("{} init -n 1 /dev/ubdb", sfex.display()))?;
         let res = dir.join("drbd.d/r0.res");
@@ -243,6 +339,37 @@ impl HaPair {
             )));
         }
         Ok(pair)
+    }
+
+    /// Makes the PostgreSQL cluster on the DRBD filesystem: nodeA Primary,
+    /// mount, [`pgclient::lab::init_script`], umount, Secondary.
+    fn prepare_pgsql(&self) -> Result<(), HaError> {
+        self.lab.run_ok(
+            Node::A,
+            &format!("drbdadm primary r0 && mkdir -p {MNT} && mount /dev/drbd0 {MNT}"),
+        )?;
+        let o = self.lab.run_timeout(
+            Node::A,
+            &pgclient::lab::init_script(MNT),
+            Duration::from_secs(300),
+        )?;
+        if o.rc != 0 {
+            let log = self
+                .lab
+                .run(
+                    Node::A,
+                    &format!("cat {}.init 2>/dev/null", pgclient::lab::LOG),
+                )
+                .map(|l| l.stdout)
+                .unwrap_or_default();
+            return Err(HaError::Setup(format!(
+                "PostgreSQL initdb on r0: rc {}\n{}{}\n--- server log\n{log}",
+                o.rc, o.stdout, o.stderr
+            )));
+        }
+        self.lab
+            .run_ok(Node::A, &format!("umount {MNT} && drbdadm secondary r0"))?;
+        Ok(())
     }
 
     /// Starts `hapair run` on `node` (and its safety watcher).
@@ -359,7 +486,8 @@ impl HaPair {
         self.lab.run_ok(
             node,
             &format!(
-                "mountpoint -q {MNT} && test -f {MNT}/svc.state && ip -4 addr show dev vec0 | grep -q {SERVICE_IP}/"
+                "mountpoint -q {MNT} && {} && ip -4 addr show dev vec0 | grep -q {SERVICE_IP}/",
+                self.service.running_check()
             ),
         )?;
         Ok(())
@@ -539,7 +667,7 @@ pub fn believes_holder(status_json: &str, me: &str) -> bool {
     holder && remaining
 }
 
-fn config_text(key: &Path, fence_agent: &Path, lease_dev: &str) -> String {
+fn config_text(key: &Path, fence_agent: &Path, lease_dev: &str, service: Service) -> String {
     format!(
         r#"# hapair over the lab's DRBD r0 (written by hwtest::hapair_drbd)
 [cluster]
@@ -627,17 +755,10 @@ start_timeout = "10s"
 stop_timeout = "5s"
 monitor_interval = "10s"
 
-[[resource]]
-name = "svc"
-type = "ocf:heartbeat:Dummy"
-params = {{ state = "{MNT}/svc.state" }}
-start_timeout = "30s"
-stop_timeout = "10s"
-monitor_interval = "10s"
-monitor_timeout = "20s"
-"#,
+{svc}"#,
         key = key.display(),
         agent = fence_agent.display(),
+        svc = service.resource_toml(),
     )
 }
 
@@ -663,7 +784,18 @@ mod tests {
             Path::new("/k"),
             Path::new("/lab/bin/fence_lab"),
             "/dev/ubdb",
+            Service::Dummy,
         );
         assert_eq!(c.matches("agent = \"/lab/bin/fence_lab\"").count(), 2);
+        assert!(c.contains("type = \"ocf:heartbeat:Dummy\""));
+        let p = config_text(
+            Path::new("/k"),
+            Path::new("/lab/bin/fence_lab"),
+            "/dev/ubdb",
+            Service::Pgsql,
+        );
+        assert!(p.contains("type = \"ocf:heartbeat:pgsql\""));
+        assert!(p.contains("pgdata = \"/mnt/r0/pgdata\""));
+        assert!(!p.contains("Dummy"));
     }
 }
