@@ -542,17 +542,23 @@ runuser -u postgres -- {BIN}/pg_ctl -D {pgdata} -w -t 120 stop -m fast >/dev/nul
     }
 
     /// The hapair `[[resource]]` for the server through
-    /// `ocf:heartbeat:pgsql` (generous timeouts: each agent call forks
-    /// dozens of processes, 40-110 ms each in UML).
+    /// `ocf:heartbeat:pgsql`. Start and monitor get generous timeouts (each
+    /// agent call forks dozens of processes, 40-110 ms each in UML). The
+    /// stop gets 10 s: the lab pair's lease (`lock_timeout` 40 s) leaves
+    /// room for no more (`hapair validate`: monitor_interval + max_io +
+    /// stop_budget + margin < lock_timeout, the stop budget being the sum
+    /// of the stop timeouts); `stop_escalate` 5 s has the agent try
+    /// `-m fast` for 5 s, then `-m immediate` (a crash stop, which WAL
+    /// recovery makes safe).
     pub fn resource_toml(mnt: &str) -> String {
         let pgdata = pgdata(mnt);
         format!(
             r#"[[resource]]
 name = "svc"
 type = "ocf:heartbeat:pgsql"
-params = {{ pgctl = "{BIN}/pg_ctl", psql = "{BIN}/psql", pgdata = "{pgdata}", pgdba = "postgres", pgport = "{PORT}", socketdir = "{SOCKET_DIR}", pgdb = "postgres", logfile = "{LOG}", stop_escalate = "20" }}
+params = {{ pgctl = "{BIN}/pg_ctl", psql = "{BIN}/psql", pgdata = "{pgdata}", pgdba = "postgres", pgport = "{PORT}", socketdir = "{SOCKET_DIR}", pgdb = "postgres", logfile = "{LOG}", stop_escalate = "5" }}
 start_timeout = "120s"
-stop_timeout = "60s"
+stop_timeout = "10s"
 monitor_interval = "10s"
 monitor_timeout = "60s"
 "#
