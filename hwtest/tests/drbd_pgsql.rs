@@ -97,7 +97,7 @@ fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut_ms: u64, round: u
     let distinct: BTreeSet<u64> = ids.iter().copied().collect();
     let acked: BTreeSet<u64> = all_acks.iter().map(|a| a.n).collect();
     let unacked_present = distinct.difference(&acked).count();
-    let last_before = all_acks.iter().filter(|a| a.at_ms <= cut_ms).last();
+    let last_before = all_acks.iter().rev().find(|a| a.at_ms <= cut_ms);
     let first_after = all_acks.iter().find(|a| a.at_ms > cut_ms);
     let gap = match (last_before, first_after) {
         (Some(b), Some(a)) => format!(
