@@ -358,7 +358,7 @@ impl HaPair {
                 .lab
                 .run(
                     Node::A,
-                    &format!("cat {}.init 2>/dev/null", pgclient::lab::LOG),
+                    &format!("cat {}/init.log 2>/dev/null", pgclient::lab::SOCKET_DIR),
                 )
                 .map(|l| l.stdout)
                 .unwrap_or_default();

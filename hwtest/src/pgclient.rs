@@ -534,7 +534,7 @@ max_wal_size = 64MB
 logging_collector = off
 EOF
 echo 'host all all 10.88.0.0/24 trust' >> {pgdata}/pg_hba.conf
-runuser -u postgres -- {BIN}/pg_ctl -D {pgdata} -l {LOG}.init -w -t 120 start >/dev/null
+runuser -u postgres -- {BIN}/pg_ctl -D {pgdata} -l {SOCKET_DIR}/init.log -w -t 120 start >/dev/null
 runuser -u postgres -- {BIN}/psql -h {SOCKET_DIR} -p {PORT} -U postgres -d postgres -v ON_ERROR_STOP=1 -Atc 'CREATE TABLE {table}(id bigint)' >/dev/null
 runuser -u postgres -- {BIN}/pg_ctl -D {pgdata} -w -t 120 stop -m fast >/dev/null
 "#

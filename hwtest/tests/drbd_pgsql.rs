@@ -87,24 +87,34 @@ fn table_ids(p: &HaPair, node: Node) -> Vec<u64> {
     pgclient::parse_ids(&out)
 }
 
+/// When a power cut was asked for and when it was done (Unix ms): an ack
+/// logged in between may still come from the old Primary.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    asked_ms: u64,
+    done_ms: u64,
+}
+
 /// Checks every acknowledged id (all client runs so far) is in the table on
-/// `node`; prints the counts and the client's view of the failover at
-/// `cut_ms`. Returns the largest id in the table.
-fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut_ms: u64, round: u32) -> u64 {
+/// `node`; prints the counts and the client's view of the failover `cut`.
+/// Returns the largest id in the table.
+fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut: Cut, round: u32) -> u64 {
     let ids = table_ids(p, node);
     let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
     let lost = record::lost(all_acks, &text);
     let distinct: BTreeSet<u64> = ids.iter().copied().collect();
     let acked: BTreeSet<u64> = all_acks.iter().map(|a| a.n).collect();
     let unacked_present = distinct.difference(&acked).count();
-    let last_before = all_acks.iter().rev().find(|a| a.at_ms <= cut_ms);
-    let first_after = all_acks.iter().find(|a| a.at_ms > cut_ms);
+    // the last ack before the node was dead, the first from the survivor
+    let last_before = all_acks.iter().rev().find(|a| a.at_ms <= cut.done_ms);
+    let first_after = all_acks.iter().find(|a| a.at_ms > cut.done_ms);
+    let secs = |ms: u64| Duration::from_millis(ms).as_secs_f64();
     let gap = match (last_before, first_after) {
         (Some(b), Some(a)) => format!(
-            "{:.1} s (last ack before the cut {} ms before it, first after {:.1} s after it)",
-            (a.at_ms - b.at_ms) as f64 / 1000.0,
-            cut_ms - b.at_ms,
-            (a.at_ms - cut_ms) as f64 / 1000.0
+            "{:.1} s between the last ack from the old Primary and the first from the new one; \
+             power cut -> first ack {:.1} s",
+            secs(a.at_ms - b.at_ms),
+            secs(a.at_ms.saturating_sub(cut.asked_ms))
         ),
         _ => "unknown".into(),
     };
@@ -135,13 +145,13 @@ fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut_ms: u64, round: u
     distinct.last().copied().unwrap_or(0)
 }
 
-/// Power cut of `pri`; the survivor fences it and runs the stack. Returns
-/// the cut's Unix time (ms).
-fn failover(p: &HaPair, pri: Node) -> u64 {
+/// Power cut of `pri`; the survivor fences it and runs the stack.
+fn failover(p: &HaPair, pri: Node) -> Cut {
     let sec = other(pri);
     let cut = Instant::now();
-    let cut_ms = unix_ms();
+    let asked_ms = unix_ms();
     p.lab.kill(pri).unwrap();
+    let done_ms = unix_ms();
     assert_eq!(p.check_safety().unwrap(), None, "survivor not Primary yet");
     p.wait_log(
         sec,
@@ -174,7 +184,7 @@ fn failover(p: &HaPair, pri: Node) -> u64 {
         "{}",
         p.lab.power_log()
     );
-    cut_ms
+    Cut { asked_ms, done_ms }
 }
 
 #[test]
@@ -204,14 +214,14 @@ fn drbd_pgsql_every_acknowledged_commit_survives_each_failover() {
     assert_eq!(p.check_safety().unwrap(), Some(pri));
 
     for round in 1..=2 {
-        let cut_ms = failover(&p, pri);
+        let cut = failover(&p, pri);
         let sec = other(pri);
         // the client commits again through the address, now on sec
-        wait_acks_after(&p, &client, cut_ms, 20, Duration::from_secs(90));
+        wait_acks_after(&p, &client, cut.done_ms, 20, Duration::from_secs(90));
         stop_client(&p);
         all_acks.extend(acks(&client));
         assert_eq!(p.check_safety().unwrap(), Some(sec));
-        let max_id = check_commits(&p, sec, &all_acks, cut_ms, round);
+        let max_id = check_commits(&p, sec, &all_acks, cut, round);
         assert_eq!(p.check_safety().unwrap(), Some(sec));
         if round == 2 {
             break;
