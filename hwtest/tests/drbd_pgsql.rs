@@ -119,13 +119,15 @@ fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut: Cut, round: u32)
         _ => "unknown".into(),
     };
     eprintln!(
-        "failover {round}: acked {} (ids {}..={}), present {} rows / {} distinct ids, \
-         present but never acked {unacked_present}, lost {}; time without service {gap}",
+        "failover {round}: acked {} (ids {}..={}), present {} rows / {} distinct ids \
+         ({} ids twice: retried after a lost ack), present but never acked {unacked_present} \
+         (in flight at a cut or at the client's stop), lost {}; time without service {gap}",
         acked.len(),
         acked.first().copied().unwrap_or(0),
         acked.last().copied().unwrap_or(0),
         ids.len(),
         distinct.len(),
+        ids.len() - distinct.len(),
         lost.len()
     );
     assert!(
