@@ -13,7 +13,7 @@ read -r -a nodes <<< "${*:-$LAB_NODES}"
 for node in "${nodes[@]}"; do lab_host "$node" >/dev/null || exit 2; done
 # --- packages ---------------------------------------------------------------------------------------------------------
 need=()
-for p in user-mode-linux drbd-utils kmod busybox ethtool iproute2 e2fsprogs bc util-linux procps netcat-openbsd; do
+for p in user-mode-linux drbd-utils kmod busybox ethtool iproute2 e2fsprogs bc util-linux procps netcat-openbsd nfs-kernel-server nfs-common; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@" >/dev/null; }

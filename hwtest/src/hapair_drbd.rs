@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{Lab, LabError, LabOptions, Node, PowerAction, pgclient};
+use crate::{Lab, LabError, LabOptions, Node, PowerAction, nfs, pgclient};
 
 /// Why a pair step failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +96,10 @@ pub enum Service {
     /// the DRBD filesystem by [`HaPair::setup_with`] (see
     /// [`crate::pgclient::lab`]).
     Pgsql,
+    /// A kernel NFSv4 server through `ocf:lab:nfs` exporting
+    /// `/mnt/r0/export`, its state on the DRBD filesystem (see
+    /// [`crate::nfs`]).
+    Nfs,
 }
 
 impl Service {
@@ -114,6 +118,7 @@ monitor_timeout = "20s"
 "#
             ),
             Service::Pgsql => pgclient::lab::resource_toml(MNT),
+            Service::Nfs => nfs::lab::resource_toml(MNT),
         }
     }
 
@@ -122,6 +127,7 @@ monitor_timeout = "20s"
         match self {
             Service::Dummy => format!("test -f {MNT}/svc.state"),
             Service::Pgsql => format!("test -f {}/postmaster.pid", pgclient::lab::pgdata(MNT)),
+            Service::Nfs => nfs::lab::running_check().to_owned(),
         }
     }
 }
@@ -160,6 +166,8 @@ pub struct HaPair {
     service: Service,
     /// `hapair-recordd` where the guests see it, if copied.
     pub recordd: Option<PathBuf>,
+    /// The `ocf:lab:nfs` agent where the guests see it ([`Service::Nfs`]).
+    nfs_agent: Option<PathBuf>,
 }
 
 /// The device-mapper device over `/dev/ubdb` that [`HaPair::setup_dm_lease`]
@@ -198,7 +206,9 @@ impl HaPair {
     /// [`HaPair::setup`] with options: the lease on [`DM_LEASE`], the
     /// service, nodeC. With [`Service::Pgsql`] the DRBD filesystem gets a
     /// PostgreSQL cluster (made on nodeA, Primary for the moment, then
-    /// unmounted and demoted) before any daemon starts.
+    /// unmounted and demoted) before any daemon starts; with
+    /// [`Service::Nfs`] it gets the export and the server's state
+    /// directory, and the agent goes into the lab's `bin`.
     pub fn setup_with(opts: HaOptions) -> Result<HaPair, HaError> {
         let HaOptions {
             dm_lease,
@@ -237,6 +247,13 @@ impl HaPair {
                 HaError::Setup(format!("copy {} to {}: {e}", from.display(), to.display()))
             })?;
         }
+        let nfs_agent = (service == Service::Nfs).then(|| bindir.join(nfs::lab::AGENT_FILE));
+        if let Some(a) = &nfs_agent {
+            use std::os::unix::fs::PermissionsExt;
+            fs::write(a, nfs::lab::AGENT)
+                .and_then(|()| fs::set_permissions(a, fs::Permissions::from_mode(0o755)))
+                .map_err(|e| HaError::Setup(format!("write {}: {e}", a.display())))?;
+        }
         let hadir = dir.join("hapair");
         fs::create_dir_all(&hadir).map_err(|e| HaError::Setup(format!("mkdir: {e}")))?;
         let config = hadir.join("hapair.toml");
@@ -266,6 +283,7 @@ impl HaPair {
             dm_lease,
             service,
             recordd,
+            nfs_agent,
         };
         let v = std::process::Command::new(&pair.bin)
             .arg("validate")
@@ -286,6 +304,17 @@ impl HaPair {
         )?;
         if service == Service::Pgsql {
             pair.prepare_pgsql()?;
+        }
+        if service == Service::Nfs {
+            pair.lab.run_ok(
+                Node::A,
+                &format!(
+                    "drbdadm primary r0 && mkdir -p {MNT} && mount /dev/drbd0 {MNT} && \
+                     mkdir -p {} {}/v4recovery && umount {MNT} && drbdadm secondary r0",
+                    nfs::lab::export_dir(MNT),
+                    nfs::lab::state_dir(MNT)
+                ),
+            )?;
         }
         pair.lab
             .run_ok(Node::A, &format!("{} init -n 1 /dev/ubdb", sfex.display()))?;
@@ -393,6 +422,12 @@ impl HaPair {
                     "test -b {DM_LEASE} || {{ modprobe dm_mod && dmsetup create lease --table \
                      \"0 $(blockdev --getsz /dev/ubdb) linear /dev/ubdb 0\" && dmsetup mknodes lease && test -b {DM_LEASE}; }}"
                 ),
+            )?;
+        }
+        if let Some(a) = &self.nfs_agent {
+            self.lab.run_ok(
+                node,
+                &nfs::lab::install_provider_script(&a.display().to_string()),
             )?;
         }
         let out = self.lab.spawn(
@@ -797,5 +832,13 @@ mod tests {
         assert!(p.contains("type = \"ocf:heartbeat:pgsql\""));
         assert!(p.contains("pgdata = \"/mnt/r0/pgdata\""));
         assert!(!p.contains("Dummy"));
+        let n = config_text(
+            Path::new("/k"),
+            Path::new("/lab/bin/fence_lab"),
+            "/dev/ubdb",
+            Service::Nfs,
+        );
+        assert!(n.contains("type = \"ocf:lab:nfs\""));
+        assert!(n.contains("state = \"/mnt/r0/nfsstate\""));
     }
 }
