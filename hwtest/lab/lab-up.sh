@@ -16,7 +16,15 @@ need=()
 for p in user-mode-linux drbd-utils kmod busybox ethtool iproute2 e2fsprogs bc util-linux procps netcat-openbsd nfs-kernel-server nfs-common; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
-apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@" >/dev/null; }
+# nothing the packages bring (rpcbind, nfs-server) may start on the host: without a policy-rc.d of the machine's own,
+# one that refuses every start is in place for the install only
+apt_install() {
+  local own=1 rc
+  [ -e /usr/sbin/policy-rc.d ] || { own=0; printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "$@" >/dev/null; rc=$?
+  [ "$own" = 1 ] || rm -f /usr/sbin/policy-rc.d
+  return "$rc"
+}
 if [ ${#need[@]} -gt 0 ]; then
   ts "installing: ${need[*]}"
   apt_install "${need[@]}" || { apt-get update >/dev/null; apt_install "${need[@]}"; }

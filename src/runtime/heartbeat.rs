@@ -1,16 +1,26 @@
 //! The socket side of the heartbeat: one UDP socket per link, bound to its
 //! own local address (and, optionally, interface), driving a pure
-//! [`Membership`] machine on tokio.
+//! [`Membership`] machine on a thread of its own.
 //!
-//! One task owns the machine. It sleeps until [`Membership::next_deadline`]
-//! or until a datagram, a new local view, a new key set or the shutdown
-//! future arrives; it then hands the input to the machine and carries out its
-//! outputs: packets go out with a non-blocking `send_to` (a failure is
-//! counted, never waited on), events go to the engine's channel, and a
-//! [`Status`] snapshot is published on a `watch` channel. One small reader
-//! task per socket stamps each datagram with the receive time and checks its
-//! source address against the link's peer address (knet's per-link source
-//! ACL); everything else is the machine's business.
+//! One thread owns the machine and the sockets. It sleeps in `ppoll` until
+//! [`Membership::next_deadline`], a datagram on any link, or a wakeup from
+//! the async side (a new local view, a new key set, shutdown); it then
+//! hands the input to the machine and carries out its outputs: packets go
+//! out with a non-blocking `send_to` (a failure is counted, never waited
+//! on), events go to the engine's channel, and a [`Status`] snapshot is
+//! published on a `watch` channel. Each datagram is stamped with its
+//! receive time and its source address checked against the link's peer
+//! address (knet's per-link source ACL); everything else is the machine's
+//! business.
+//!
+//! Why a thread rather than a task of the daemon's runtime: an idle pair's
+//! cost is this loop's cost (a send on every link every keepalive), and a
+//! thread that wakes from `ppoll` and sends costs little more than the
+//! sends, where the runtime added an `epoll_wait`, a timer re-arm and a
+//! second read per keepalive (issue 9's idle target). And a busy or slow
+//! main loop cannot delay a heartbeat. A main loop that hangs is the
+//! watchdog's business (`runtime::watchdog`): the heartbeat going on alone
+//! never lets the peer take the lease, which stops being renewed.
 //!
 //! Sockets set `IP_FREEBIND`, so a link whose address is not configured yet
 //! (interface down at boot) binds anyway and starts working when the address
@@ -23,18 +33,19 @@
 #![allow(clippy::module_name_repetitions)]
 
 use std::future::Future;
+use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use std::net::UdpSocket;
-use std::os::fd::AsFd;
-use std::task::Poll;
-
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -153,9 +164,10 @@ pub enum HeartbeatError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The send timer (a timerfd) could not be created.
-    #[error("cannot create the heartbeat timer: {0}")]
-    Timer(std::io::Error),
+    /// The thread's wakeup descriptor (an eventfd) or the thread itself
+    /// could not be created.
+    #[error("cannot start the heartbeat thread: {0}")]
+    Thread(std::io::Error),
     /// The random source failed.
     #[error("cannot draw a random incarnation: {0}")]
     Random(String),
@@ -191,7 +203,6 @@ pub struct Heartbeat {
     machine: Membership,
     clock: Clock,
     sockets: Vec<LinkSocket>,
-    timer: SendTimer,
     view_rx: watch::Receiver<NodeView>,
     keys_rx: watch::Receiver<Keyring>,
     events_tx: mpsc::UnboundedSender<TimedEvent>,
@@ -208,21 +219,10 @@ pub fn random_incarnation() -> Result<Incarnation, HeartbeatError> {
     }
 }
 
-/// Waits for readability of a non-blocking descriptor: tokio's
-/// [`pipe::Receiver`] over a duplicate of it, which registers for reading
-/// only and assumes nothing else of the descriptor (here a UDP socket or a
-/// timerfd). A `tokio::net::UdpSocket` would also register for writing and
-/// wake the thread once more after every packet, when the NIC frees it;
-/// our sends never wait (a full buffer is a failed send, counted).
-fn read_readiness(fd: &impl AsFd) -> std::io::Result<pipe::Receiver> {
-    pipe::Receiver::from_owned_fd_unchecked(fd.as_fd().try_clone_to_owned()?)
-}
-
-/// One link's socket and its readiness.
+/// One link's socket (non-blocking).
 #[derive(Debug)]
 pub struct LinkSocket {
     sock: UdpSocket,
-    ready: pipe::Receiver,
 }
 
 impl LinkSocket {
@@ -232,8 +232,7 @@ impl LinkSocket {
     }
 }
 
-/// Creates and binds the UDP socket of one link, non-blocking (call inside
-/// a tokio runtime).
+/// Creates and binds the UDP socket of one link, non-blocking.
 pub fn bind_link(l: &LinkConfig) -> Result<LinkSocket, HeartbeatError> {
     if l.local.is_ipv4() != l.peer.is_ipv4() {
         return Err(HeartbeatError::Family {
@@ -269,9 +268,9 @@ pub fn bind_link(l: &LinkConfig) -> Result<LinkSocket, HeartbeatError> {
     }
     s.set_nonblocking(true).map_err(bind_err)?;
     s.bind(&l.local.into()).map_err(bind_err)?;
-    let sock = UdpSocket::from(s);
-    let ready = read_readiness(&sock).map_err(bind_err)?;
-    Ok(LinkSocket { sock, ready })
+    Ok(LinkSocket {
+        sock: UdpSocket::from(s),
+    })
 }
 
 struct Received<'a> {
@@ -281,77 +280,31 @@ struct Received<'a> {
     bytes: &'a [u8],
 }
 
-/// The send timer: a one-shot `timerfd` on `CLOCK_MONOTONIC`, armed for
-/// the machine's next deadline. tokio's timer wheel would wake the thread
-/// twice for each 100 ms keepalive (once to move the entry down a level of
-/// the wheel, once to fire it); the timerfd wakes it once.
-struct SendTimer {
-    timer: TimerFd,
-    ready: pipe::Receiver,
-}
-
-impl std::fmt::Debug for SendTimer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SendTimer").finish_non_exhaustive()
-    }
-}
-
-impl SendTimer {
-    fn new() -> std::io::Result<SendTimer> {
-        let timer = TimerFd::new(
-            ClockId::CLOCK_MONOTONIC,
-            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-        )?;
-        let ready = read_readiness(&timer)?;
-        Ok(SendTimer { timer, ready })
-    }
-
-    /// Arms the timer to fire `after` from now (at least 1 µs: a zero
-    /// value would disarm it).
-    fn arm(&self, after: Duration) -> std::io::Result<()> {
-        let after = after.max(Duration::from_micros(1));
-        self.timer.set(
-            Expiration::OneShot(TimeSpec::from_duration(after)),
-            TimerSetTimeFlags::empty(),
-        )?;
-        Ok(())
-    }
-
-    /// Waits until the armed timer fires, and consumes the expiry.
-    async fn fired(&self) -> std::io::Result<()> {
-        loop {
-            self.ready.readable().await?;
-            let r = self.ready.try_io(|| {
-                let mut buf = [0u8; 8];
-                nix::unistd::read(self.timer.as_fd(), &mut buf).map_err(std::io::Error::from)
-            });
-            match r {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
 /// At most this many datagrams are read from one socket per wakeup.
 const DRAIN_BATCH: usize = 64;
 
-/// Waits until one of the sockets is readable; returns its index. Polls
-/// them in turn from `start` so one busy link cannot starve another.
-/// The readiness stays set until a read finds the socket empty.
-async fn any_readable(sockets: &[LinkSocket], start: usize) -> usize {
-    std::future::poll_fn(|cx| {
-        let n = sockets.len();
-        for k in 0..n {
-            let i = (start + k) % n;
-            if sockets[i].ready.poll_read_ready(cx).is_ready() {
-                return Poll::Ready(i);
-            }
+/// Wakes the heartbeat thread from the async side and tells it to stop;
+/// dropping it stops the thread too (a cancelled [`Heartbeat::run`] must
+/// not leave a thread heartbeating for a daemon that is gone).
+struct Waker {
+    fd: Arc<EventFd>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Waker {
+    fn wake(&self) {
+        if let Err(e) = self.fd.write(1) {
+            // only a counter overflow can fail: the thread is awake anyway
+            debug!(cause = %e, "heartbeat wakeup");
         }
-        Poll::Pending
-    })
-    .await
+    }
+}
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -360,7 +313,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 impl Heartbeat {
     /// Binds every link and builds the machine with a fresh random
-    /// incarnation. Must be called inside a tokio runtime.
+    /// incarnation.
     pub fn new(
         cfg: HeartbeatConfig,
         keys: Keyring,
@@ -390,7 +343,6 @@ impl Heartbeat {
             .iter()
             .map(bind_link)
             .collect::<Result<Vec<_>, _>>()?;
-        let timer = SendTimer::new().map_err(HeartbeatError::Timer)?;
         let (view_tx, view_rx) = watch::channel(view);
         let (keys_tx, keys_rx) = watch::channel(keys);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -401,7 +353,6 @@ impl Heartbeat {
                 machine,
                 clock,
                 sockets,
-                timer,
                 view_rx,
                 keys_rx,
                 events_tx,
@@ -428,11 +379,63 @@ impl Heartbeat {
 
     /// Runs until `shutdown` completes; returns the final status.
     ///
-    /// Everything happens on this one task: it wakes for a datagram on any
-    /// link, the send timer, a new view or key set, and goes back to sleep;
-    /// an idle pair costs one wakeup per keepalive for sending (all links'
-    /// packets go out together) plus one per received packet.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Status {
+    /// The machine and the sockets go to a thread of their own (see the
+    /// module doc); this future only forwards new views, new key sets and
+    /// the shutdown to it, and wakes for nothing else. Dropping the future
+    /// stops the thread.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Status {
+        let fd = match EventFd::from_value_and_flags(
+            0,
+            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+        ) {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                error!("{}", HeartbeatError::Thread(e.into()));
+                return self.machine.status();
+            }
+        };
+        let waker = Waker {
+            fd: Arc::clone(&fd),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let stop = Arc::clone(&waker.stop);
+        let mut view_rx = self.view_rx.clone();
+        let mut keys_rx = self.keys_rx.clone();
+        let (done_tx, done_rx) = oneshot::channel();
+        let fallback = self.machine.status();
+        let spawned = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || {
+                let mut hb = self;
+                let status = hb.run_blocking(&fd, &stop);
+                let _ = done_tx.send(status);
+            });
+        if let Err(e) = spawned {
+            error!("{}", HeartbeatError::Thread(e));
+            return fallback;
+        }
+        let mut shutdown = std::pin::pin!(shutdown);
+        let (mut views, mut keys) = (true, true);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                r = view_rx.changed(), if views => match r {
+                    Ok(()) => waker.wake(),
+                    Err(_) => views = false,
+                },
+                r = keys_rx.changed(), if keys => match r {
+                    Ok(()) => waker.wake(),
+                    Err(_) => keys = false,
+                },
+            }
+        }
+        drop(waker);
+        done_rx.await.unwrap_or(fallback)
+    }
+
+    /// The heartbeat thread's loop, until `stop` is set (and `wake`
+    /// signalled).
+    fn run_blocking(&mut self, wake: &EventFd, stop: &AtomicBool) -> Status {
         info!(
             incarnation = %self.machine.incarnation(),
             links = self.cfg.links.len(),
@@ -442,51 +445,71 @@ impl Heartbeat {
         let first = self.machine.handle(self.clock.now(), Input::Tick);
         self.carry_out(first);
 
-        let mut shutdown = std::pin::pin!(shutdown);
-        let mut armed: Option<Millis> = None;
         let mut next_link = 0;
         let mut buf = vec![0u8; 2048];
-        loop {
+        let n = self.sockets.len();
+        while !stop.load(Ordering::SeqCst) {
             let deadline = self.machine.next_deadline();
-            if armed != Some(deadline) {
-                let after = self
-                    .clock
-                    .instant(deadline)
-                    .saturating_duration_since(Instant::now());
-                if let Err(e) = self.timer.arm(after) {
-                    // cannot happen with a valid timerfd; never spin on it
-                    error!(cause = %e, "cannot arm the heartbeat timer");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-                armed = Some(deadline);
-            }
-            let outputs = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                // the timer first: a flood of packets must not delay our own
-                r = self.timer.fired() => {
-                    if let Err(e) = r {
-                        error!(cause = %e, "heartbeat timer failed");
+            let after = self
+                .clock
+                .instant(deadline)
+                .saturating_duration_since(Instant::now());
+            let mut readable = vec![false; n];
+            let woken;
+            {
+                let mut fds: Vec<PollFd<'_>> = self
+                    .sockets
+                    .iter()
+                    .map(|s| PollFd::new(s.sock.as_fd(), PollFlags::POLLIN))
+                    .collect();
+                fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
+                match ppoll(&mut fds, Some(TimeSpec::from_duration(after)), None) {
+                    Ok(_) => {
+                        let ready = |f: &PollFd<'_>| f.any().unwrap_or(false);
+                        for (r, f) in readable.iter_mut().zip(&fds) {
+                            *r = ready(f);
+                        }
+                        woken = ready(&fds[n]);
                     }
-                    armed = None;
-                    self.machine.handle(self.clock.now(), Input::Tick)
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        // cannot happen with valid descriptors; never spin on it
+                        error!(cause = %e, "heartbeat poll failed");
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
                 }
-                link = any_readable(&self.sockets, next_link) => {
-                    next_link = (link + 1) % self.sockets.len();
-                    self.drain(link, &mut buf)
-                }
-                Ok(()) = self.view_rx.changed() => {
+            }
+            // the timer first: a flood of packets must not delay our own
+            if self.clock.now() >= deadline {
+                let out = self.machine.handle(self.clock.now(), Input::Tick);
+                self.carry_out(out);
+            }
+            if woken {
+                // the counter only says "look": reading resets it
+                let _ = wake.read();
+                if self.view_rx.has_changed().unwrap_or(false) {
                     let v = *self.view_rx.borrow_and_update();
-                    self.machine.handle(self.clock.now(), Input::View(v))
+                    let out = self.machine.handle(self.clock.now(), Input::View(v));
+                    self.carry_out(out);
                 }
-                Ok(()) = self.keys_rx.changed() => {
+                if self.keys_rx.has_changed().unwrap_or(false) {
                     let k = self.keys_rx.borrow_and_update().clone();
                     info!(active = %k.active(), "heartbeat keys replaced");
-                    self.machine.handle(self.clock.now(), Input::Keys(k))
+                    let out = self.machine.handle(self.clock.now(), Input::Keys(k));
+                    self.carry_out(out);
                 }
-            };
-            self.carry_out(outputs);
+            }
+            // every readable link in turn, from a rotating start, so one
+            // busy link cannot starve another
+            for k in 0..n {
+                let link = (next_link + k) % n;
+                if readable[link] {
+                    let out = self.drain(link, &mut buf);
+                    self.carry_out(out);
+                }
+            }
+            next_link = (next_link + 1) % n.max(1);
         }
         let status = self.machine.status();
         info!(
@@ -505,8 +528,7 @@ impl Heartbeat {
     fn drain(&mut self, link: usize, buf: &mut [u8]) -> Vec<Output> {
         let mut out = Vec::new();
         for _ in 0..DRAIN_BATCH {
-            let s = &self.sockets[link];
-            match s.ready.try_io(|| s.sock.recv_from(buf)) {
+            match self.sockets[link].sock.recv_from(buf) {
                 Ok((n, from)) => {
                     let at = self.clock.now();
                     out.extend(self.on_received(Received {
