@@ -333,6 +333,11 @@ pub struct DemoArgs {
     /// (ocf:heartbeat:Filesystem, IPaddr2) instead of the built-ins.
     #[arg(long)]
     ocf: bool,
+    /// The data on real DRBD (r0 replicated over the repl link, promoted by
+    /// hapair's `drbd` resource, DRBD fencing through `hapair fence-peer`)
+    /// instead of a shared disk.
+    #[arg(long)]
+    drbd: bool,
     /// Power-cut the primary this many times (the old primary boots and
     /// rejoins as standby in between) and print p50/p99 of each step.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -441,6 +446,7 @@ fn lab_demo(args: &DemoArgs) -> Result<()> {
         flavor,
         client_node: true,
         verbose: true,
+        drbd: args.drbd,
     })?;
     if let Ok(mut h) = handle.lock() {
         *h = Some(pair.lab.down_handle());
@@ -475,8 +481,9 @@ fn drive(pair: &Pair, args: &DemoArgs) -> Result<()> {
     pair.start_daemons()?;
     let mut primary = pair.wait_primary(Duration::from_secs(90))?;
     println!(
-        "{primary} runs the stack ({:.1}s): lease on /dev/ubdb1, ext4 on {}, {}/24 on vec0, record service on :{}",
+        "{primary} runs the stack ({:.1}s): lease on /dev/ubdb1, {}ext4 on {}, {}/24 on vec0, record service on :{}",
         t.elapsed().as_secs_f64(),
+        if args.drbd { "DRBD r0 Primary, " } else { "" },
         hwtest::pair::DATA_DIR,
         hwtest::pair::VIP,
         hwtest::pair::PORT
@@ -489,8 +496,9 @@ fn drive(pair: &Pair, args: &DemoArgs) -> Result<()> {
     let client = pair.start_client()?;
     let a = pair.wait_acks(&client, 20, Duration::from_secs(30))?;
     println!(
-        "nodeC client: {} records acknowledged so far (each after fdatasync on the shared filesystem); log {}",
+        "nodeC client: {} records acknowledged so far (each after fdatasync on the {} filesystem); log {}",
         a.len(),
+        if args.drbd { "replicated" } else { "shared" },
         client.display()
     );
     sleep(Duration::from_secs(2));
@@ -519,12 +527,12 @@ fn drive(pair: &Pair, args: &DemoArgs) -> Result<()> {
         ensure!(lost.is_empty(), "acknowledged records lost: {lost:?}");
         runs.push(f);
         if run < args.runs {
-            rejoin(pair, primary, survivor)?;
+            rejoin(pair, primary, survivor, args.drbd)?;
         }
         primary = survivor;
     }
     if args.runs > 1 {
-        print_summary(&mut runs, args.ocf);
+        print_summary(&mut runs, args.ocf, args.drbd);
     }
     let (acked, lost) = pair.verify_records(&client, primary)?;
     println!("{acked} records acknowledged, {} lost", lost.len());
@@ -534,7 +542,7 @@ fn drive(pair: &Pair, args: &DemoArgs) -> Result<()> {
 
 /// Powers the old primary on again and starts its daemon; waits until the
 /// survivor sees it alive (it joins as standby).
-fn rejoin(pair: &Pair, node: hwtest::Node, survivor: hwtest::Node) -> Result<()> {
+fn rejoin(pair: &Pair, node: hwtest::Node, survivor: hwtest::Node, drbd: bool) -> Result<()> {
     let t = Instant::now();
     let rc = pair.lab.power(hwtest::PowerAction::On, node)?;
     ensure!(rc == 0, "power on {node}: rc {rc}");
@@ -560,6 +568,46 @@ fn rejoin(pair: &Pair, node: hwtest::Node, survivor: hwtest::Node) -> Result<()>
         "{node} powered on and rejoined as standby in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+    if drbd {
+        // the next power cut must find the survivor's peer UpToDate again:
+        // a cut during the resync leaves only the outdated copy
+        // a resync under the client's synchronous writes crawls in the
+        // guests (~0.4 MB/s: every record is a flush on both nodes' disk
+        // files), so the client pauses until both copies are UpToDate
+        pair.lab
+            .run_ok(hwtest::Node::C, "pkill -STOP -f ' client --to '")?;
+        println!("  client paused (SIGSTOP) while DRBD resyncs");
+        let t = Instant::now();
+        let mut last = String::new();
+        loop {
+            // one read of /proc/drbd per 2 s (forks are dear in the guests)
+            let st = pair.lab.run_ok(survivor, "cat /proc/drbd")?;
+            if st.contains("cs:Connected") && st.contains("ds:UpToDate/UpToDate") {
+                break;
+            }
+            let now = st
+                .lines()
+                .filter(|l| l.contains("cs:") || l.contains("sync'ed") || l.contains("finish"))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if now != last {
+                println!("  DRBD r0 on {survivor}: {now}");
+                last = now;
+            }
+            ensure!(
+                t.elapsed() < Duration::from_secs(180),
+                "DRBD r0 not UpToDate on both nodes 180 s after the rejoin:\n{st}"
+            );
+            sleep(Duration::from_secs(2));
+        }
+        pair.lab
+            .run_ok(hwtest::Node::C, "pkill -CONT -f ' client --to '")?;
+        println!(
+            "DRBD r0 resynced, UpToDate on both nodes, {:.1}s later; client resumed",
+            t.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }
 
@@ -591,10 +639,11 @@ fn print_failover(f: &Failover, survivor: hwtest::Node) {
     );
 }
 
-fn print_summary(runs: &mut [Failover], ocf: bool) {
+fn print_summary(runs: &mut [Failover], ocf: bool, drbd: bool) {
     let n = runs.len();
     println!(
-        "=== {n} power cuts, {}: p50 / p99 (ms after the power cut)",
+        "=== {n} power cuts, {}{}: p50 / p99 (ms after the power cut)",
+        if drbd { "DRBD, " } else { "" },
         if ocf {
             "OCF Filesystem + IPaddr2"
         } else {

@@ -318,55 +318,7 @@ impl HaPair {
         }
         pair.lab
             .run_ok(Node::A, &format!("{} init -n 1 /dev/ubdb", sfex.display()))?;
-        let res = dir.join("drbd.d/r0.res");
-        let text = fs::read_to_string(&res).map_err(|e| HaError::Setup(format!("r0.res: {e}")))?;
-        let b = pair.bin.display();
-        let c = pair.config.display();
-        let text = text
-            .replacen("disk {", "disk { fencing resource-and-stonith;", 1)
-            .replacen(
-                "resource r0 {",
-                &format!(
-                    "resource r0 {{\n  handlers {{ fence-peer \"{b} fence-peer --config {c}\"; \
-                     after-resync-target \"{b} fence-peer --unfence --config {c}\"; }}"
-                ),
-                1,
-            );
-        fs::write(&res, text).map_err(|e| HaError::Setup(format!("r0.res: {e}")))?;
-        // DRBD 8.4 can sit on an adjust while the peer's own adjust changes
-        // the connection (seen once: 60 s without an answer); adjust is
-        // idempotent, so a stuck one is given up and tried again
-        for n in [Node::A, Node::B] {
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match pair
-                    .lab
-                    .run_timeout(n, "drbdadm adjust r0", Duration::from_secs(30))
-                {
-                    Ok(o) if o.rc == 0 => break,
-                    Ok(o) if tries >= 3 => {
-                        return Err(HaError::Setup(format!(
-                            "{}: drbdadm adjust r0 failed {tries} times: rc {} {}",
-                            n.name(),
-                            o.rc,
-                            o.stderr.trim()
-                        )));
-                    }
-                    Err(e) if tries >= 3 => return Err(e.into()),
-                    _ => std::thread::sleep(Duration::from_secs(2)),
-                }
-            }
-        }
-        // the kernel's config has the policy, drbdadm's the handlers
-        let shown = pair
-            .lab
-            .run_ok(Node::A, "drbdsetup show r0; drbdadm dump r0")?;
-        if !shown.contains("resource-and-stonith") || !shown.contains("hapair fence-peer") {
-            return Err(HaError::Setup(format!(
-                "DRBD did not take the fencing config:\n{shown}"
-            )));
-        }
+        drbd_fencing_through_hapair(&pair.lab, &pair.bin, &pair.config, "")?;
         Ok(pair)
     }
 
@@ -700,6 +652,77 @@ pub fn believes_holder(status_json: &str, me: &str) -> bool {
         })
         .is_some_and(|ms| ms > 0);
     holder && remaining
+}
+
+/// Gives `r0` DRBD's fencing through hapair (drbd.md): `fencing
+/// resource-and-stonith`, `hapair fence-peer` as the fence-peer handler and
+/// its `--unfence` after a resync, and `pings` (e.g. `ping-int 1;
+/// ping-timeout 3;`) instead of the lab's `ping-int 2; ping-timeout 5;`
+/// when not empty; then `drbdadm adjust r0` on both nodes and a check that
+/// the kernel and drbdadm took it. `hapair` and `config` are guest paths.
+pub fn drbd_fencing_through_hapair(
+    lab: &Lab,
+    hapair: &Path,
+    config: &Path,
+    pings: &str,
+) -> Result<(), HaError> {
+    let res = lab.dir().join("drbd.d/r0.res");
+    let text = fs::read_to_string(&res).map_err(|e| HaError::Setup(format!("r0.res: {e}")))?;
+    let b = hapair.display();
+    let c = config.display();
+    const LAB_PINGS: &str = "ping-int 2; ping-timeout 5;";
+    if !pings.is_empty() && !text.contains(LAB_PINGS) {
+        return Err(HaError::Setup(format!(
+            "{}: no `{LAB_PINGS}` to replace",
+            res.display()
+        )));
+    }
+    let text = text
+        .replacen("disk {", "disk { fencing resource-and-stonith;", 1)
+        .replacen(
+            LAB_PINGS,
+            if pings.is_empty() { LAB_PINGS } else { pings },
+            1,
+        )
+        .replacen(
+            "resource r0 {",
+            &format!(
+                "resource r0 {{\n  handlers {{ fence-peer \"{b} fence-peer --config {c}\"; \
+                 after-resync-target \"{b} fence-peer --unfence --config {c}\"; }}"
+            ),
+            1,
+        );
+    fs::write(&res, text).map_err(|e| HaError::Setup(format!("r0.res: {e}")))?;
+    // DRBD 8.4 can sit on an adjust while the peer's own adjust changes
+    // the connection (seen once: 60 s without an answer); adjust is
+    // idempotent, so a stuck one is given up and tried again
+    for n in [Node::A, Node::B] {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match lab.run_timeout(n, "drbdadm adjust r0", Duration::from_secs(30)) {
+                Ok(o) if o.rc == 0 => break,
+                Ok(o) if tries >= 3 => {
+                    return Err(HaError::Setup(format!(
+                        "{}: drbdadm adjust r0 failed {tries} times: rc {} {}",
+                        n.name(),
+                        o.rc,
+                        o.stderr.trim()
+                    )));
+                }
+                Err(e) if tries >= 3 => return Err(e.into()),
+                _ => std::thread::sleep(Duration::from_secs(2)),
+            }
+        }
+    }
+    // the kernel's config has the policy, drbdadm's the handlers
+    let shown = lab.run_ok(Node::A, "drbdsetup show r0; drbdadm dump r0")?;
+    if !shown.contains("resource-and-stonith") || !shown.contains("hapair fence-peer") {
+        return Err(HaError::Setup(format!(
+            "DRBD did not take the fencing config:\n{shown}"
+        )));
+    }
+    Ok(())
 }
 
 fn config_text(key: &Path, fence_agent: &Path, lease_dev: &str, service: Service) -> String {

@@ -33,6 +33,8 @@ pub const DATA_DIR: &str = "/mnt/data";
 pub const LEASE_DEV: &str = "/dev/ubdb1";
 /// The data device in the guests.
 pub const DATA_DEV: &str = "/dev/ubdb2";
+/// The data device with [`PairOptions::drbd`].
+pub const DRBD_DEV: &str = "/dev/drbd0";
 /// The lease device of a pair made by [`Pair::up_dm_lease`]: a
 /// device-mapper `linear` device over [`LEASE_DEV`] in each guest, whose
 /// table [`Pair::break_lease`] swaps for `error` on one node only.
@@ -91,6 +93,10 @@ pub struct PairOptions {
     pub client_node: bool,
     /// Printed progress (the demo) or quiet (tests print on failure).
     pub verbose: bool,
+    /// The data on DRBD `r0` (`/dev/drbd0`, replicated over the repl link,
+    /// hapair's `drbd` resource first in the stack, DRBD fencing through
+    /// `hapair fence-peer`) instead of the shared disk's data partition.
+    pub drbd: bool,
 }
 
 impl PairOptions {
@@ -107,6 +113,7 @@ impl PairOptions {
             flavor: Flavor::Builtin,
             client_node: true,
             verbose: std::env::var("HWTEST_VERBOSE").is_ok(),
+            drbd: false,
         })
     }
 }
@@ -212,7 +219,7 @@ impl Pair {
         }
         let lab = Lab::up_with(LabOptions {
             nodes,
-            drbd: false,
+            drbd: opts.drbd,
             // hwtest's fence_lab where it was built (the tests), else hapair,
             // which acts as fence_lab when called by that name (the demo
             // after `cargo build --release`)
@@ -237,6 +244,18 @@ impl Pair {
         pair.install()?;
         pair.layout()?;
         pair.write_config()?;
+        if pair.opts.drbd {
+            // DRBD's own peer-loss detection within about a second, so a
+            // promotion after a power cut does not wait for it
+            crate::hapair_drbd::drbd_fencing_through_hapair(
+                &pair.lab,
+                &pair.hapair(),
+                &pair.config,
+                "ping-int 1; ping-timeout 3;",
+            )
+            .map_err(|e| PairError::Check(e.to_string()))?;
+            pair.say("DRBD r0: fencing resource-and-stonith through `hapair fence-peer`");
+        }
         for n in [Node::A, Node::B] {
             pair.prepare(n)?;
         }
@@ -259,6 +278,11 @@ impl Pair {
         } else {
             LEASE_DEV
         }
+    }
+
+    /// The data device: `/dev/drbd0` with DRBD, else [`DATA_DEV`].
+    pub fn data_dev(&self) -> &'static str {
+        if self.opts.drbd { DRBD_DEV } else { DATA_DEV }
     }
 
     fn sfex(&self) -> PathBuf {
@@ -337,14 +361,20 @@ impl Pair {
             )?;
         }
         let sfex = self.sfex();
+        let mkfs = if self.opts.drbd {
+            format!("drbdadm primary r0 && mkfs.ext4 -q -F {DRBD_DEV} && drbdadm secondary r0")
+        } else {
+            format!("mkfs.ext4 -q -F {DATA_DEV}")
+        };
         self.lab.run_ok(
             Node::A,
-            &format!(
-                "{} init --force {LEASE_DEV} && mkfs.ext4 -q -F {DATA_DEV}",
-                sfex.display()
-            ),
+            &format!("{} init --force {LEASE_DEV} && {mkfs}", sfex.display()),
         )?;
-        self.say("shared disk: /dev/ubdb1 sfex lock area (4 MiB), /dev/ubdb2 ext4 data area");
+        self.say(if self.opts.drbd {
+            "shared disk: /dev/ubdb1 sfex lock area (4 MiB); ext4 on DRBD r0 (/dev/drbd0)"
+        } else {
+            "shared disk: /dev/ubdb1 sfex lock area (4 MiB), /dev/ubdb2 ext4 data area"
+        });
         Ok(())
     }
 
@@ -364,6 +394,25 @@ impl Pair {
         };
         let record = self.record_cmd();
         let lease_dev = self.lease_dev();
+        let data_dev = self.data_dev();
+        // with DRBD: its resource first (promoted where the stack runs),
+        // and room in the stop budget for its demote
+        let (drbd_res, stop_budget) = if self.opts.drbd {
+            (
+                "[[resource]]
+name = \"drbd-r0\"
+type = \"drbd\"
+params = { resource = \"r0\" }
+start_timeout = \"20s\"
+stop_timeout = \"4s\"
+monitor_interval = \"5s\"
+
+",
+                "12s",
+            )
+        } else {
+            ("", "8s")
+        };
         format!(
             r#"# written by hwtest::pair (the hapair lab demo)
 [cluster]
@@ -413,7 +462,7 @@ lock_timeout = "20s"
 migration_threshold = 3
 start_delay = "1s"
 retry_interval = "500ms"
-stop_budget = "8s"
+stop_budget = "{stop_budget}"
 
 # softdog (soft_margin=3 when loaded): /dev/watchdog1 in the guests, since
 # UML's own harddog holds /dev/watchdog and needs a host helper
@@ -441,10 +490,10 @@ agent = "{fence}"
 timeout = "15s"
 params = {{ plug = "nodeB" }}
 
-[[resource]]
+{drbd_res}[[resource]]
 name = "data"
 type = "{fs_type}"
-params = {{ device = "{DATA_DEV}", directory = "{DATA_DIR}", fstype = "ext4"{fs_extra} }}
+params = {{ device = "{data_dev}", directory = "{DATA_DIR}", fstype = "ext4"{fs_extra} }}
 start_timeout = "{fs_start}"
 stop_timeout = "4s"
 monitor_interval = "5s"
@@ -516,9 +565,9 @@ if ! grep -q ' /usr/lib/ocf/resource.d ' /proc/self/mountinfo; then
   ln -s {agent} /usr/lib/ocf/resource.d/lab/recordd
 fi
 mkdir -p {DATA_DIR} /run/hapair/state
-[ -b {DATA_DEV} ] || blockdev --rereadpt /dev/ubdb
-for i in $(seq 50); do [ -b {DATA_DEV} ] && break; sleep 0.1; done
-[ -b {DATA_DEV} ]
+[ -b {LEASE_DEV} ] || blockdev --rereadpt /dev/ubdb
+for i in $(seq 50); do [ -b {LEASE_DEV} ] && break; sleep 0.1; done
+[ -b {LEASE_DEV} ]
 {dm}",
             agent = agent.display(),
             dm = if self.dm_lease {
@@ -740,17 +789,23 @@ test -b {DM_LEASE_DEV}"
         let mut rw = Vec::new();
         let mut holder = None;
         let mut lock_read = false;
+        let mut primaries = Vec::new();
         for n in [Node::A, Node::B] {
             if !self.lab.is_up(n) {
                 continue;
             }
             let sfex = self.sfex();
             let sfex = sfex.display();
+            let drbd = if self.opts.drbd {
+                "echo '=== drbd'; cat /proc/drbd 2>/dev/null; "
+            } else {
+                ""
+            };
             let out = match self.lab.run(
                 n,
                 &format!(
                     "{sfex} status {LEASE_DEV}; echo '=== mountinfo'; cat /proc/self/mountinfo; \
-                     echo '=== sfex'; {sfex} status {LEASE_DEV}; true"
+                     echo '=== sfex'; {sfex} status {LEASE_DEV}; {drbd}true"
                 ),
             ) {
                 Ok(o) => o.stdout,
@@ -761,15 +816,19 @@ test -b {DM_LEASE_DEV}"
             let (before, rest) = out.split_once("=== mountinfo").unwrap_or(("", &out));
             let (mi, after) = rest.split_once("=== sfex").unwrap_or((rest, ""));
             let (l1, l2) = (lock_holder(before), lock_holder(after));
-            if rw_mounted(mi, DATA_DEV) {
+            let data = self.data_dev();
+            if rw_mounted(mi, data) {
                 rw.push(n);
                 let me = Some(Some(n.name().to_owned()));
                 if l1 != me && l2 != me {
                     return Err(PairError::Check(format!(
-                        "SAFETY: {n} has {DATA_DEV} mounted read-write but the lease holder \
+                        "SAFETY: {n} has {data} mounted read-write but the lease holder \
                          is {l1:?} before and {l2:?} after reading its mounts"
                     )));
                 }
+            }
+            if self.opts.drbd && drbd_primary(&out) {
+                primaries.push(n);
             }
             if let Some(h) = l2.or(l1) {
                 lock_read = true;
@@ -787,8 +846,14 @@ test -b {DM_LEASE_DEV}"
         };
         if s.rw_mounts.len() > 1 {
             return Err(PairError::Check(format!(
-                "SAFETY: two read-write mounts of {DATA_DEV}: {:?}",
+                "SAFETY: two read-write mounts of {}: {:?}",
+                self.data_dev(),
                 s.rw_mounts
+            )));
+        }
+        if primaries.len() > 1 {
+            return Err(PairError::Check(format!(
+                "SAFETY: DRBD r0 Primary on both nodes: {primaries:?}"
             )));
         }
         // (a mount's holder was checked on its own node, around its read)
@@ -1002,6 +1067,13 @@ pub fn fail_counts(status: &serde_json::Value, res: &str) -> Vec<(String, u64)> 
 /// The acks in a client's output file so far.
 pub fn acks(client: &Path) -> Vec<Ack> {
     record::parse_acks(&fs::read_to_string(client).unwrap_or_default())
+}
+
+/// Whether the `=== drbd` part of a safety read (`/proc/drbd`) shows the
+/// local role Primary (`ro:Primary/...`).
+fn drbd_primary(out: &str) -> bool {
+    out.split_once("=== drbd")
+        .is_some_and(|(_, d)| d.contains(" ro:Primary/"))
 }
 
 /// Whether `dev` is mounted read-write in this mountinfo text.

@@ -16,6 +16,10 @@ use tokio::sync::watch;
 
 use crate::engine::{Disk, DrbdView, FailClass, Op, Outcome};
 
+/// Tries of one promotion refused "while peer is not outdated" (see
+/// [`DrbdResource::run`]).
+pub const PROMOTE_TRIES: u32 = 3;
+
 /// One DRBD resource under hapair.
 #[derive(Debug)]
 pub struct DrbdResource {
@@ -107,16 +111,64 @@ impl DrbdResource {
         c.resource(&self.name).and_then(|r| r.role.clone())
     }
 
+    /// `drbdadm primary`. DRBD 8.4 refuses a promotion "while peer is not
+    /// outdated" when the attempt starts before DRBD has noticed that the
+    /// peer is gone: the fence-peer handler then runs inside the failed
+    /// attempt and its answer (peer fenced: Outdated) only counts for the
+    /// next one. So when the events stream shows the peer Outdated within
+    /// a moment of that refusal, the promotion is tried again, at most
+    /// [`PROMOTE_TRIES`] times and within `timeout`; any other refusal is
+    /// final. DRBD checks the rule itself on every try (never `--force`).
+    async fn promote(&self, admin: &Admin, timeout: Duration) -> (Outcome, Option<String>) {
+        let until = tokio::time::Instant::now() + timeout;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let e = match admin.primary(&self.name).await {
+                Ok(_) => return (Outcome::Ok, None),
+                Err(e) => e,
+            };
+            let again = e.kind() == Some(ErrorKind::PeerNotOutdated)
+                && tries < PROMOTE_TRIES
+                && self.peer_becomes_outdated(until).await;
+            if !again {
+                return (Outcome::Failed(failure_class(&e)), Some(e.to_string()));
+            }
+            tracing::info!(
+                resource = %self.name,
+                "DRBD refused the promotion before its fence-peer handler's answer counted; \
+                 the peer is Outdated now: trying again"
+            );
+        }
+    }
+
+    /// Waits (at most a second, and not past `until`) for the events
+    /// stream to show the peer's disk Outdated.
+    async fn peer_becomes_outdated(&self, until: tokio::time::Instant) -> bool {
+        let until = until.min(tokio::time::Instant::now() + Duration::from_secs(1));
+        let mut rx = self.view.clone();
+        loop {
+            let outdated = engine_view(&rx.borrow_and_update(), &self.name)
+                .is_some_and(|v| v.peer == Disk::Outdated);
+            if outdated {
+                return true;
+            }
+            if !matches!(
+                tokio::time::timeout_at(until, rx.changed()).await,
+                Ok(Ok(()))
+            ) {
+                return false;
+            }
+        }
+    }
+
     /// Runs `op`: promote/start = `primary`, demote/stop = `secondary`,
     /// monitor = the role from the events stream (a one-shot `events2
     /// --now` while the stream is restarting).
     pub async fn run(&self, op: Op, timeout: Duration) -> (Outcome, Option<String>) {
         let admin = self.admin.with_timeout(timeout);
         match op {
-            Op::Promote | Op::Start => match admin.primary(&self.name).await {
-                Ok(_) => (Outcome::Ok, None),
-                Err(e) => (Outcome::Failed(failure_class(&e)), Some(e.to_string())),
-            },
+            Op::Promote | Op::Start => self.promote(&admin, timeout).await,
             Op::Demote | Op::Stop => match admin.secondary(&self.name).await {
                 Ok(_) => (Outcome::Ok, None),
                 Err(e) => (Outcome::Failed(FailClass::Soft), Some(e.to_string())),
@@ -205,6 +257,74 @@ mod tests {
             reason: drbd::monitor::Stale::Loading,
         };
         assert_eq!(engine_view(&unknown, "r0"), None);
+    }
+
+    /// A `drbdadm` stand-in (a script) that refuses the first `primary`
+    /// as DRBD 8.4 does before its fence-peer handler's answer counts, and
+    /// takes the next; it counts its calls in `calls`.
+    fn refusing_drbdadm(dir: &std::path::Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("drbdadm");
+        let calls = dir.join("calls");
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {c}\n                 if [ \"$(wc -l < {c})\" -gt 1 ]; then exit 0; fi\n                 echo '0: State change failed: (-7) Refusing to be Primary while peer is not outdated' >&2\n                 echo \"Command 'drbdsetup-84 primary 0' terminated with exit code 11\" >&2\n                 exit 11\n",
+                c = calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn resource(dir: &std::path::Path, v: StateView) -> (DrbdResource, watch::Sender<StateView>) {
+        let (tx, rx) = watch::channel(v);
+        let cfg = AdminConfig {
+            drbdadm: refusing_drbdadm(dir),
+            drbdsetup: dir.join("drbdsetup-unused"),
+            timeout: Duration::from_secs(10),
+        };
+        (DrbdResource::new("r0", cfg, rx), tx)
+    }
+
+    /// The lab's power-cut race: the first `primary` is refused "while peer
+    /// is not outdated", the events stream then shows the peer Outdated
+    /// (the handler's answer), and the second try is taken.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_promotion_refused_before_the_handlers_answer_counted_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, tx) = resource(dir.path(), view(DUMP));
+        let outdated = DUMP
+            .replace("connection:Connected", "connection:Connecting")
+            .replace("peer-disk:UpToDate", "peer-disk:Outdated");
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send_replace(view(&outdated));
+            tx
+        });
+        let (outcome, reason) = r.run(Op::Promote, Duration::from_secs(10)).await;
+        assert_eq!(outcome, Outcome::Ok, "{reason:?}");
+        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+        assert_eq!(calls.lines().count(), 2, "{calls}");
+        assert!(calls.lines().all(|l| l.contains("primary r0")), "{calls}");
+        drop(later.await.unwrap());
+    }
+
+    /// Without the peer becoming Outdated the refusal is final (hard), after
+    /// one try: DRBD's rule is never worked around.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_promotion_refused_while_the_peer_stays_up_to_date_is_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _tx) = resource(dir.path(), view(DUMP));
+        let (outcome, reason) = r.run(Op::Promote, Duration::from_secs(10)).await;
+        assert_eq!(outcome, Outcome::Failed(FailClass::Hard));
+        assert!(
+            reason.as_deref().unwrap_or("").contains("not outdated"),
+            "{reason:?}"
+        );
+        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+        assert_eq!(calls.lines().count(), 1, "{calls}");
     }
 }
 
