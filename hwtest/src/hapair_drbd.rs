@@ -45,6 +45,18 @@ pub enum HaError {
     /// The safety rule was broken.
     #[error("SAFETY: {0}")]
     Safety(String),
+    /// A scenario step did not go as it must.
+    #[error("{0}")]
+    Check(String),
+}
+
+/// One power cut ([`HaPair::power_cut_takeover`]), in Unix ms.
+#[derive(Debug, Clone, Copy)]
+pub struct PowerCut {
+    /// The cut was asked for.
+    pub asked_ms: u64,
+    /// The victim's processes were gone.
+    pub done_ms: u64,
 }
 
 /// The binaries the pair runs (`hapair`, `sfex`), built on the host.
@@ -620,6 +632,91 @@ impl HaPair {
             ),
         )?;
         Ok(())
+    }
+
+    /// Power cut of the Primary `pri`: the survivor must declare it dead,
+    /// fence it through the power switch (level 1) and run the stack;
+    /// safety is checked right after the cut and once the stack runs.
+    /// Prints the time to the stack running and the survivor's takeover
+    /// timeline.
+    pub fn power_cut_takeover(&self, pri: Node) -> Result<PowerCut, HaError> {
+        let sec = other(pri);
+        let cut = Instant::now();
+        let asked_ms = crate::record::unix_ms();
+        self.lab.kill(pri)?;
+        let done_ms = crate::record::unix_ms();
+        if let Some(n) = self.check_safety()? {
+            return Err(HaError::Check(format!(
+                "{n} Primary right after the power cut of {pri}, before any takeover"
+            )));
+        }
+        self.wait_log(
+            sec,
+            "takeover after the power cut",
+            Duration::from_secs(180),
+            |l| l.contains("stack running here"),
+        )?;
+        self.wait_running(sec, Duration::from_secs(5))?;
+        eprintln!(
+            "power cut of {pri} -> stack running on {sec}: {:.1?}",
+            cut.elapsed()
+        );
+        let fail = |what: String| Err(HaError::Check(format!("{what}\n{}", self.dump())));
+        let primary = self.check_safety()?;
+        if primary != Some(sec) {
+            return fail(format!(
+                "after the takeover the Primary is {primary:?}, not {sec}"
+            ));
+        }
+        let log = self.last_log(sec);
+        if !log.contains(&format!("{} is dead", pri.name())) {
+            return fail(format!("{sec} never declared {pri} dead"));
+        }
+        if !log.contains("fence level 1: confirmed off") {
+            return fail(format!("{sec} has no confirmed fencing of {pri}"));
+        }
+        if let Some(t) = log.lines().find(|l| l.contains("takeover timeline")) {
+            eprintln!("{t}");
+        }
+        let power = self.lab.power_log();
+        if !power.contains(&format!(" off {} rc=0", pri.name())) {
+            return fail(format!("the power switch did not power {pri} off: {power}"));
+        }
+        Ok(PowerCut { asked_ms, done_ms })
+    }
+
+    /// After [`HaPair::power_on`] and [`HaPair::start`] of the old Primary
+    /// `node`: waits (at most `timeout`) until DRBD has it Secondary and
+    /// UpToDate/UpToDate again, checks safety (`other(node)` still the
+    /// Primary) and that `node` did not take the stack; returns how long
+    /// the wait took.
+    pub fn wait_rejoined(&self, node: Node, timeout: Duration) -> Result<Duration, HaError> {
+        let on = Instant::now();
+        self.lab
+            .wait_for(
+                node,
+                "drbdadm dstate r0 2>/dev/null | grep -qx UpToDate/UpToDate && \
+                 drbdadm role r0 | grep -qx Secondary/Primary",
+                "drbdadm cstate r0; drbdadm role r0; drbdadm dstate r0",
+                timeout,
+            )
+            .map_err(|e| HaError::Check(format!("{e}\n{}", self.dump())))?;
+        let took = on.elapsed();
+        eprintln!("power on -> {node} Secondary UpToDate/UpToDate: {took:.1?}");
+        let primary = self.check_safety()?;
+        if primary != Some(other(node)) {
+            return Err(HaError::Check(format!(
+                "after {node} rejoined the Primary is {primary:?}, not {}",
+                other(node)
+            )));
+        }
+        if self.last_log(node).contains("stack running here") {
+            return Err(HaError::Check(format!(
+                "{node} took the stack on rejoining\n{}",
+                self.dump()
+            )));
+        }
+        Ok(took)
     }
 
     /// Powers `node` on through the lab's switch (DRBD down, as a real

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hwtest::Node;
-use hwtest::hapair_drbd::{HaOptions, HaPair, MNT, SERVICE_IP, Service, other};
+use hwtest::hapair_drbd::{HaOptions, HaPair, MNT, PowerCut, SERVICE_IP, Service, other};
 use hwtest::nfs::lab::{CLIENT_MNT, RECORDS, export_dir, mount_script};
-use hwtest::record::{self, Ack, unix_ms};
+use hwtest::record::{self, Ack};
 
 const WRITER_PID: &str = "/run/nfswriter.pid";
 
@@ -80,17 +80,10 @@ fn wait_acks_after(p: &HaPair, log: &Path, after_ms: u64, n: usize, timeout: Dur
     }
 }
 
-/// When a power cut was asked for and when it was done (Unix ms).
-#[derive(Debug, Clone, Copy)]
-struct Cut {
-    asked_ms: u64,
-    done_ms: u64,
-}
-
 /// Checks every acknowledged record (all writer runs so far) is in the
 /// file on `node`'s export; prints the counts and how long the writer was
 /// blocked by the failover `cut`. Returns the largest record in the file.
-fn check_records(p: &HaPair, node: Node, all_acks: &[Ack], cut: Cut, round: u32) -> u64 {
+fn check_records(p: &HaPair, node: Node, all_acks: &[Ack], cut: PowerCut, round: u32) -> u64 {
     let text = p
         .lab
         .run_ok(node, &format!("cat {}/{RECORDS}", export_dir(MNT)))
@@ -142,48 +135,6 @@ fn check_records(p: &HaPair, node: Node, all_acks: &[Ack], cut: Cut, round: u32)
     distinct.last().copied().unwrap_or(0)
 }
 
-/// Power cut of `pri`; the survivor fences it and runs the stack.
-fn failover(p: &HaPair, pri: Node) -> Cut {
-    let sec = other(pri);
-    let cut = Instant::now();
-    let asked_ms = unix_ms();
-    p.lab.kill(pri).unwrap();
-    let done_ms = unix_ms();
-    assert_eq!(p.check_safety().unwrap(), None, "survivor not Primary yet");
-    p.wait_log(
-        sec,
-        "takeover after the power cut",
-        Duration::from_secs(180),
-        |l| l.contains("stack running here"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    p.wait_running(sec, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "power cut of {pri} -> stack (nfsd) running on {sec}: {:.1?}",
-        cut.elapsed()
-    );
-    assert_eq!(p.check_safety().unwrap(), Some(sec), "{}", p.dump());
-    let log = p.last_log(sec);
-    assert!(
-        log.contains(&format!("{} is dead", pri.name())),
-        "{}",
-        p.dump()
-    );
-    assert!(log.contains("fence level 1: confirmed off"), "{}", p.dump());
-    if let Some(t) = log.lines().find(|l| l.contains("takeover timeline")) {
-        eprintln!("{t}");
-    }
-    assert!(
-        p.lab
-            .power_log()
-            .contains(&format!(" off {} rc=0", pri.name())),
-        "{}",
-        p.lab.power_log()
-    );
-    Cut { asked_ms, done_ms }
-}
-
 #[test]
 fn drbd_nfs_every_acknowledged_write_survives_each_failover() {
     let t0 = Instant::now();
@@ -213,7 +164,7 @@ fn drbd_nfs_every_acknowledged_write_survives_each_failover() {
     assert_eq!(p.check_safety().unwrap(), Some(pri));
 
     for round in 1..=2 {
-        let cut = failover(&p, pri);
+        let cut = p.power_cut_takeover(pri).unwrap_or_else(|e| panic!("{e}"));
         let sec = other(pri);
         // the same writer on the same mount goes on, now served by sec
         wait_acks_after(&p, &writer, cut.done_ms, 20, Duration::from_secs(120));
@@ -244,28 +195,10 @@ fn drbd_nfs_every_acknowledged_write_survives_each_failover() {
         }
 
         // the old Primary comes back as Secondary and does not take the stack
-        let on = Instant::now();
         p.power_on(pri).unwrap_or_else(|e| panic!("{e}"));
         p.start(pri).unwrap();
-        p.lab
-            .wait_for(
-                pri,
-                "drbdadm dstate r0 2>/dev/null | grep -qx UpToDate/UpToDate && \
-                 drbdadm role r0 | grep -qx Secondary/Primary",
-                "drbdadm cstate r0; drbdadm role r0; drbdadm dstate r0",
-                Duration::from_secs(120),
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
-        eprintln!(
-            "power on -> {pri} Secondary UpToDate/UpToDate: {:.1?}",
-            on.elapsed()
-        );
-        assert_eq!(p.check_safety().unwrap(), Some(sec));
-        assert!(
-            !p.last_log(pri).contains("stack running here"),
-            "{}",
-            p.dump()
-        );
+        p.wait_rejoined(pri, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}"));
         writer = start_writer(&p, max + 1);
         wait_acks_after(&p, &writer, 0, 30, Duration::from_secs(60));
         assert_eq!(p.check_safety().unwrap(), Some(sec));

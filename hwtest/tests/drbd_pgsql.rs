@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hwtest::Node;
-use hwtest::hapair_drbd::{HaOptions, HaPair, SERVICE_IP, Service, other};
+use hwtest::hapair_drbd::{HaOptions, HaPair, PowerCut, SERVICE_IP, Service, other};
 use hwtest::pgclient::{self, TABLE};
-use hwtest::record::{self, Ack, unix_ms};
+use hwtest::record::{self, Ack};
 
 const CLIENT_PID: &str = "/run/pgclient.pid";
 
@@ -87,18 +87,10 @@ fn table_ids(p: &HaPair, node: Node) -> Vec<u64> {
     pgclient::parse_ids(&out)
 }
 
-/// When a power cut was asked for and when it was done (Unix ms): an ack
-/// logged in between may still come from the old Primary.
-#[derive(Debug, Clone, Copy)]
-struct Cut {
-    asked_ms: u64,
-    done_ms: u64,
-}
-
 /// Checks every acknowledged id (all client runs so far) is in the table on
 /// `node`; prints the counts and the client's view of the failover `cut`.
 /// Returns the largest id in the table.
-fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut: Cut, round: u32) -> u64 {
+fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut: PowerCut, round: u32) -> u64 {
     let ids = table_ids(p, node);
     let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
     let lost = record::lost(all_acks, &text);
@@ -147,48 +139,6 @@ fn check_commits(p: &HaPair, node: Node, all_acks: &[Ack], cut: Cut, round: u32)
     distinct.last().copied().unwrap_or(0)
 }
 
-/// Power cut of `pri`; the survivor fences it and runs the stack.
-fn failover(p: &HaPair, pri: Node) -> Cut {
-    let sec = other(pri);
-    let cut = Instant::now();
-    let asked_ms = unix_ms();
-    p.lab.kill(pri).unwrap();
-    let done_ms = unix_ms();
-    assert_eq!(p.check_safety().unwrap(), None, "survivor not Primary yet");
-    p.wait_log(
-        sec,
-        "takeover after the power cut",
-        Duration::from_secs(180),
-        |l| l.contains("stack running here"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    p.wait_running(sec, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}"));
-    eprintln!(
-        "power cut of {pri} -> stack (PostgreSQL) running on {sec}: {:.1?}",
-        cut.elapsed()
-    );
-    assert_eq!(p.check_safety().unwrap(), Some(sec), "{}", p.dump());
-    let log = p.last_log(sec);
-    assert!(
-        log.contains(&format!("{} is dead", pri.name())),
-        "{}",
-        p.dump()
-    );
-    assert!(log.contains("fence level 1: confirmed off"), "{}", p.dump());
-    if let Some(t) = log.lines().find(|l| l.contains("takeover timeline")) {
-        eprintln!("{t}");
-    }
-    assert!(
-        p.lab
-            .power_log()
-            .contains(&format!(" off {} rc=0", pri.name())),
-        "{}",
-        p.lab.power_log()
-    );
-    Cut { asked_ms, done_ms }
-}
-
 #[test]
 fn drbd_pgsql_every_acknowledged_commit_survives_each_failover() {
     let t0 = Instant::now();
@@ -216,7 +166,7 @@ fn drbd_pgsql_every_acknowledged_commit_survives_each_failover() {
     assert_eq!(p.check_safety().unwrap(), Some(pri));
 
     for round in 1..=2 {
-        let cut = failover(&p, pri);
+        let cut = p.power_cut_takeover(pri).unwrap_or_else(|e| panic!("{e}"));
         let sec = other(pri);
         // the client commits again through the address, now on sec
         wait_acks_after(&p, &client, cut.done_ms, 20, Duration::from_secs(90));
@@ -231,28 +181,10 @@ fn drbd_pgsql_every_acknowledged_commit_survives_each_failover() {
 
         // the old Primary comes back: powered on, DRBD down; hapair brings
         // it up, it resyncs as Secondary and does not take the stack
-        let on = Instant::now();
         p.power_on(pri).unwrap_or_else(|e| panic!("{e}"));
         p.start(pri).unwrap();
-        p.lab
-            .wait_for(
-                pri,
-                "drbdadm dstate r0 2>/dev/null | grep -qx UpToDate/UpToDate && \
-                 drbdadm role r0 | grep -qx Secondary/Primary",
-                "drbdadm cstate r0; drbdadm role r0; drbdadm dstate r0",
-                Duration::from_secs(120),
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
-        eprintln!(
-            "power on -> {pri} Secondary UpToDate/UpToDate: {:.1?}",
-            on.elapsed()
-        );
-        assert_eq!(p.check_safety().unwrap(), Some(sec));
-        assert!(
-            !p.last_log(pri).contains("stack running here"),
-            "{}",
-            p.dump()
-        );
+        p.wait_rejoined(pri, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e}"));
         // the client again, with ids after everything in the table
         client = start_client(&p, max_id + 1);
         wait_acks_after(&p, &client, 0, 30, Duration::from_secs(60));

@@ -86,23 +86,10 @@ fn drbd_power_loss_of_the_primary() {
     let sum = p.lab.run_ok(sec, &format!("md5sum < {MNT}/after")).unwrap();
 
     // the old Primary comes back: powered on, DRBD down; hapair brings it up
-    let on = Instant::now();
     p.power_on(pri).unwrap_or_else(|e| panic!("{e}"));
     p.start(pri).unwrap();
-    p.lab
-        .wait_for(
-            pri,
-            "drbdadm dstate r0 2>/dev/null | grep -qx UpToDate/UpToDate && \
-             drbdadm role r0 | grep -qx Secondary/Primary",
-            "drbdadm cstate r0; drbdadm role r0; drbdadm dstate r0",
-            Duration::from_secs(90),
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
-    eprintln!(
-        "power on -> {pri} Secondary UpToDate/UpToDate: {:.1?}",
-        on.elapsed()
-    );
-    assert_eq!(p.check_safety().unwrap(), Some(sec));
+    p.wait_rejoined(pri, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(p.check_safety().unwrap(), Some(sec), "{}", p.dump());
     assert!(
