@@ -447,6 +447,7 @@ fn lab_demo(args: &DemoArgs) -> Result<()> {
         client_node: true,
         verbose: true,
         drbd: args.drbd,
+        mem: None,
     })?;
     if let Ok(mut h) = handle.lock() {
         *h = Some(pair.lab.down_handle());

@@ -29,6 +29,7 @@ pub mod nfs;
 pub mod pair;
 pub mod pgclient;
 pub mod record;
+pub mod versus;
 
 use std::fmt;
 use std::fs;

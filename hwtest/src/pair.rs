@@ -97,6 +97,9 @@ pub struct PairOptions {
     /// hapair's `drbd` resource first in the stack, DRBD fencing through
     /// `hapair fence-peer`) instead of the shared disk's data partition.
     pub drbd: bool,
+    /// Memory of each guest (`LAB_MEM`, e.g. `512M` for Pacemaker + Corosync);
+    /// `None`: the lab's default.
+    pub mem: Option<String>,
 }
 
 impl PairOptions {
@@ -114,6 +117,7 @@ impl PairOptions {
             client_node: true,
             verbose: std::env::var("HWTEST_VERBOSE").is_ok(),
             drbd: false,
+            mem: None,
         })
     }
 }
@@ -220,6 +224,10 @@ impl Pair {
         let lab = Lab::up_with(LabOptions {
             nodes,
             drbd: opts.drbd,
+            mem: opts
+                .mem
+                .clone()
+                .unwrap_or_else(|| LabOptions::default().mem),
             // hwtest's fence_lab where it was built (the tests), else hapair,
             // which acts as fence_lab when called by that name (the demo
             // after `cargo build --release`)
@@ -290,7 +298,7 @@ impl Pair {
     }
 
     /// The record command line prefix in the guests.
-    fn record_cmd(&self) -> String {
+    pub fn record_cmd(&self) -> String {
         let mut s = self.bin_path(&self.opts.record.0).display().to_string();
         for a in &self.opts.record.1 {
             s.push(' ');
@@ -786,6 +794,18 @@ test -b {DM_LEASE_DEV}"
     /// after the other, so two rw mounts are sampled about 0.2 s apart; a
     /// handover takes longer than that (release, heartbeat, lock write).
     pub fn check_safety(&self) -> Result<Safety, PairError> {
+        self.check_safety_inner(true)
+    }
+
+    /// [`Pair::check_safety`] for a stack that does not use the lease
+    /// (Pacemaker's in the side-by-side benchmark): at most one read-write
+    /// mount of the data area and at most one DRBD Primary; `holder` is
+    /// `None`.
+    pub fn check_safety_without_lease(&self) -> Result<Safety, PairError> {
+        self.check_safety_inner(false)
+    }
+
+    fn check_safety_inner(&self, lease: bool) -> Result<Safety, PairError> {
         let mut rw = Vec::new();
         let mut holder = None;
         let mut lock_read = false;
@@ -801,13 +821,17 @@ test -b {DM_LEASE_DEV}"
             } else {
                 ""
             };
-            let out = match self.lab.run(
-                n,
-                &format!(
+            let cmd = if lease {
+                format!(
                     "{sfex} status {LEASE_DEV}; echo '=== mountinfo'; cat /proc/self/mountinfo; \
                      echo '=== sfex'; {sfex} status {LEASE_DEV}; {drbd}true"
-                ),
-            ) {
+                )
+            } else {
+                format!(
+                    "echo '=== mountinfo'; cat /proc/self/mountinfo; echo '=== sfex'; {drbd}true"
+                )
+            };
+            let out = match self.lab.run(n, &cmd) {
                 Ok(o) => o.stdout,
                 // powered off between is_up and run: nothing mounted there
                 Err(LabError::NodeDown { .. }) => continue,
@@ -819,6 +843,8 @@ test -b {DM_LEASE_DEV}"
             let data = self.data_dev();
             if rw_mounted(mi, data) {
                 rw.push(n);
+            }
+            if lease && rw_mounted(mi, data) {
                 let me = Some(Some(n.name().to_owned()));
                 if l1 != me && l2 != me {
                     return Err(PairError::Check(format!(
@@ -835,7 +861,7 @@ test -b {DM_LEASE_DEV}"
                 holder = h;
             }
         }
-        if !lock_read && (self.lab.is_up(Node::A) || self.lab.is_up(Node::B)) {
+        if lease && !lock_read && (self.lab.is_up(Node::A) || self.lab.is_up(Node::B)) {
             return Err(PairError::Check(
                 "could not read the sfex lock from a live node".into(),
             ));
@@ -943,6 +969,38 @@ test -b {DM_LEASE_DEV}"
         Ok((acks.len(), record::lost(&acks, &records)))
     }
 
+    /// Waits until the client is served on a connection newer than
+    /// `conn_before` at or after `t0` (Unix ms), and returns how long after
+    /// `t0`. `check`: `Some(lease)` runs the safety check (with or without
+    /// the lease, see [`Pair::check_safety_without_lease`]) while waiting.
+    pub fn wait_served(
+        &self,
+        client: &Path,
+        conn_before: u64,
+        t0: u64,
+        timeout: Duration,
+        check: Option<bool>,
+    ) -> Result<u64, PairError> {
+        let start = Instant::now();
+        loop {
+            if let Some(a) = acks(client)
+                .into_iter()
+                .find(|a| a.conn > conn_before && a.at_ms >= t0)
+            {
+                return Ok(a.at_ms.saturating_sub(t0));
+            }
+            if start.elapsed() > timeout {
+                return Err(PairError::Check(format!(
+                    "the client was not served again {timeout:?} after the power cut"
+                )));
+            }
+            if let Some(lease) = check {
+                self.check_safety_inner(lease)?;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Power-cuts `victim` (the primary) through the host side of the power
     /// switch, then waits until the client is served again through the
     /// peer, and measures the failover. Checks safety every step while
@@ -966,29 +1024,18 @@ test -b {DM_LEASE_DEV}"
             return Err(PairError::Check(format!("power off {victim}: rc {rc}")));
         }
         self.say(&format!("POWER CUT {victim} (the primary)"));
-        let start = Instant::now();
-        let served = loop {
-            if let Some(a) = acks(client)
-                .into_iter()
-                .find(|a| a.conn > conn_before && a.at_ms >= t0)
-            {
-                break a;
-            }
-            if start.elapsed() > timeout {
-                return Err(PairError::Check(format!(
-                    "the client was not served again {timeout:?} after the power cut; {} log:\n{}",
+        let served_ms = self
+            .wait_served(client, conn_before, t0, timeout, check.then_some(true))
+            .map_err(|e| {
+                PairError::Check(format!(
+                    "{e}; {} log:\n{}",
                     other(victim),
                     tail(&self.log(other(victim)), 40)
-                )));
-            }
-            if check {
-                self.check_safety()?;
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
+                ))
+            })?;
         let mut f = Failover {
             victim: Some(victim),
-            served_ms: served.at_ms.saturating_sub(t0),
+            served_ms,
             ..Failover::default()
         };
         // the survivor logs its timeline once the stack runs
