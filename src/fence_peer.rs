@@ -36,6 +36,8 @@
 
 use std::time::{Duration, Instant};
 
+pub mod pacemaker;
+
 use serde::{Deserialize, Serialize};
 
 /// How often the handler asks the daemon again while it waits.
