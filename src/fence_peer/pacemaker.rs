@@ -372,6 +372,7 @@ pub fn find_clone(cib: &Cib, res: &str) -> Result<String, PcmkError> {
         .filter(|p| p.drbd_resource == res)
         .map(|p| p.clone_id.clone())
         .collect();
+    ids.sort();
     ids.dedup();
     match ids.len() {
         0 => Err(PcmkError::NoClone(res.to_string())),
@@ -1209,5 +1210,521 @@ fn unfence(tools: &Tools, env: &PcmkEnv, resource: &str) -> Result<u8, PcmkError
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The parsers run on Pacemaker 2.1.5's real output, captured by
+    //! `testdata/capture.sh` from hand-written CIBs.
+    use super::*;
+
+    macro_rules! fixture {
+        ($f:literal) => {
+            include_str!(concat!("testdata/", $f))
+        };
+    }
+
+    fn mon(f: &str) -> Mon {
+        parse_crm_mon(f).expect("crm_mon xml")
+    }
+
+    #[test]
+    fn cib_finds_the_clone_nodes_and_schema() {
+        let cib = parse_cib(fixture!("cib-online.xml")).expect("cib");
+        assert_eq!(cib.validate_with, "pacemaker-3.9");
+        assert_eq!(cib.nodes, ["nodeA", "nodeB"]);
+        assert_eq!(
+            cib.promotable,
+            [Promotable {
+                clone_id: "drbd-r0-clone".into(),
+                drbd_resource: "r0".into()
+            }]
+        );
+        assert_eq!(find_clone(&cib, "r0").expect("clone"), "drbd-r0-clone");
+        assert!(matches!(find_clone(&cib, "r1"), Err(PcmkError::NoClone(_))));
+        assert!(cib.locations.is_empty());
+        assert_eq!(promoted_role(&cib.validate_with), "Promoted");
+    }
+
+    #[test]
+    fn cib_old_master_element_and_non_promotable_clones() {
+        let xml = r#"<cib validate-with="pacemaker-2.10"><configuration>
+          <nodes><node id="1" uname="a"/><node id="2" uname="b"/><node id="3" uname="q" type="ping"/></nodes>
+          <resources>
+            <master id="ms-r0"><primitive id="p0" class="ocf" provider="linbit" type="drbd">
+              <instance_attributes id="i0"><nvpair id="n0" name="drbd_resource" value="r0"/></instance_attributes>
+            </primitive></master>
+            <clone id="plain"><primitive id="p1" class="ocf" provider="linbit" type="drbd">
+              <instance_attributes id="i1"><nvpair id="n1" name="drbd_resource" value="r1"/></instance_attributes>
+            </primitive></clone>
+            <clone id="c2"><meta_attributes id="m2"><nvpair id="m2p" name="promotable" value="true"/></meta_attributes>
+              <primitive id="p2" class="ocf" provider="linbit" type="drbd">
+              <instance_attributes id="i2"><nvpair id="n2" name="drbd_resource" value="r0"/></instance_attributes>
+            </primitive></clone>
+          </resources><constraints/></configuration><status/></cib>"#;
+        let cib = parse_cib(xml).expect("cib");
+        assert_eq!(cib.nodes, ["a", "b"], "ping nodes are not cluster nodes");
+        assert_eq!(promoted_role(&cib.validate_with), "Master");
+        // r1's clone is not promotable; r0 is wrapped twice: refuse to pick
+        assert!(matches!(find_clone(&cib, "r1"), Err(PcmkError::NoClone(_))));
+        match find_clone(&cib, "r0") {
+            Err(PcmkError::ManyClones { ids, .. }) => assert_eq!(ids, ["c2", "ms-r0"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn schema_role_names() {
+        for (v, r) in [
+            ("pacemaker-3.9", "Promoted"),
+            ("pacemaker-3.7", "Promoted"),
+            ("pacemaker-4.0", "Promoted"),
+            ("pacemaker-3.6", "Master"),
+            ("pacemaker-2.10", "Master"),
+            ("pacemaker-1.2", "Master"),
+            ("pacemaker-next", "Master"),
+            ("none", "Master"),
+            ("", "Master"),
+        ] {
+            assert_eq!(promoted_role(v), r, "{v}");
+        }
+    }
+
+    #[test]
+    fn bad_xml_is_an_error() {
+        assert!(matches!(
+            parse_cib("<cib><configuration>"),
+            Err(PcmkError::Xml { .. })
+        ));
+        assert!(matches!(parse_cib("<x/>"), Err(PcmkError::Shape { .. })));
+        assert!(matches!(parse_cib(""), Err(PcmkError::Xml { .. })));
+        assert!(matches!(
+            parse_crm_mon("<cib/>"),
+            Err(PcmkError::Shape { .. })
+        ));
+        let failed = r#"<pacemaker-result api-version="2.25" request="crm_mon"><status code="102" message="Not connected"/></pacemaker-result>"#;
+        assert!(matches!(parse_crm_mon(failed), Err(PcmkError::Tool(_))));
+    }
+
+    fn fc(node: &str) -> FenceConstraint {
+        FenceConstraint {
+            resource: "r0".into(),
+            clone: "drbd-r0-clone".into(),
+            role: "Promoted".into(),
+            node: node.into(),
+            node_id: "0".into(),
+        }
+    }
+
+    #[test]
+    fn constraint_xml_round_trips_through_cibadmin() {
+        // cib-constrained.xml: `cibadmin --create` of exactly this XML,
+        // read back with `cibadmin -Q`
+        let c = fc("nodeA");
+        assert_eq!(c.id(), "drbd-fence-by-handler-r0-drbd-r0-clone");
+        let capture = fixture!("capture.sh");
+        assert!(capture.contains(&c.xml()), "capture.sh places {}", c.xml());
+        let cib = parse_cib(fixture!("cib-constrained.xml")).expect("cib");
+        assert_eq!(existing(&cib, &c), Existing::Same);
+        let l = cib
+            .locations
+            .iter()
+            .find(|l| l.id == c.id())
+            .expect("placed");
+        assert!(is_fence_constraint(l, "drbd-r0-clone"));
+        assert!(!is_fence_constraint(l, "other-clone"));
+        // "Master" is the same role
+        let mut m = c.clone();
+        m.role = "Master".into();
+        assert_eq!(existing(&cib, &m), Existing::Same);
+        // the peer's constraint (excluding nodeA) under the same id differs
+        assert!(matches!(
+            existing(&cib, &fc("nodeB")),
+            Existing::Different(_)
+        ));
+        // and none in a CIB without it
+        let clean = parse_cib(fixture!("cib-online.xml")).expect("cib");
+        assert_eq!(existing(&clean, &c), Existing::None);
+        // crm_mon, from the constrained CIB: Pacemaker bans promotion on nodeB
+        let m = fixture!("crm_mon-constrained.xml");
+        assert!(m.contains(
+            r#"resource="drbd-r0-clone" node="nodeB" weight="-1000000" promoted-only="true""#
+        ));
+    }
+
+    #[test]
+    fn constraint_xml_escapes() {
+        let mut c = fc("a\"<&>");
+        c.clone = "x".into();
+        let x = c.xml();
+        assert!(x.contains(r#"value="a&quot;&lt;&amp;&gt;""#), "{x}");
+        let t = parse_tree(&x, "test").expect("well-formed");
+        assert_eq!(t.children[0].children[0].attr("value"), Some("a\"<&>"));
+    }
+
+    #[test]
+    fn shapes_that_are_not_fence_constraints() {
+        let good = Location {
+            id: "i".into(),
+            rsc: "c".into(),
+            rules: vec![Rule {
+                role: Some("Master".into()),
+                score: Some("-infinity".into()),
+                boolean_op: None,
+                expressions: vec![Expression {
+                    attribute: "#uname".into(),
+                    operation: "ne".into(),
+                    value: "a".into(),
+                }],
+                other_children: false,
+            }],
+            other_attrs: false,
+        };
+        assert!(is_fence_constraint(&good, "c"));
+        let variants: Vec<fn(&mut Location)> = vec![
+            |l| l.other_attrs = true,
+            |l| l.rules.clear(),
+            |l| l.rules.push(l.rules[0].clone()),
+            |l| l.rules[0].role = None,
+            |l| l.rules[0].role = Some("Started".into()),
+            |l| l.rules[0].score = Some("100".into()),
+            |l| l.rules[0].boolean_op = Some("or".into()),
+            |l| l.rules[0].other_children = true,
+            |l| l.rules[0].expressions.clear(),
+            |l| l.rules[0].expressions[0].operation = "eq".into(),
+            |l| l.rules[0].expressions[0].attribute = "site".into(),
+        ];
+        for (i, v) in variants.iter().enumerate() {
+            let mut l = good.clone();
+            v(&mut l);
+            assert!(!is_fence_constraint(&l, "c"), "variant {i}: {l:?}");
+        }
+    }
+
+    #[test]
+    fn crm_mon_peer_states_from_real_output() {
+        for (f, quorate, st) in [
+            (fixture!("crm_mon-online.xml"), true, PeerState::Reachable),
+            (fixture!("crm_mon-unclean.xml"), true, PeerState::Unclean),
+            (fixture!("crm_mon-fenced.xml"), true, PeerState::CleanDown),
+            (fixture!("crm_mon-nostonith.xml"), true, PeerState::Lost),
+            (fixture!("crm_mon-noquorum.xml"), false, PeerState::Unclean),
+            (fixture!("crm_mon-unseen.xml"), true, PeerState::Unclean),
+        ] {
+            let m = mon(f);
+            assert!(m.dc_present);
+            assert_eq!(m.quorate, quorate);
+            assert_eq!(m.nodes.len(), 2);
+            assert_eq!(peer_state(&m, "nodeA"), PeerState::Reachable);
+            assert_eq!(peer_state(&m, "nodeB"), st, "{f}");
+            assert_eq!(peer_state(&m, "nodeC"), PeerState::Absent);
+        }
+    }
+
+    #[test]
+    fn peer_state_table() {
+        let node = |online, unclean, pending, expected_up| Mon {
+            dc_present: true,
+            quorate: true,
+            nodes: vec![MonNode {
+                name: "b".into(),
+                online,
+                unclean,
+                pending,
+                expected_up,
+            }],
+        };
+        for online in [false, true] {
+            for unclean in [false, true] {
+                for pending in [false, true] {
+                    for up in [false, true] {
+                        let s = peer_state(&node(online, unclean, pending, up), "b");
+                        let want = if unclean {
+                            PeerState::Unclean
+                        } else if pending {
+                            PeerState::Pending
+                        } else if online {
+                            PeerState::Reachable
+                        } else if up {
+                            PeerState::Lost
+                        } else {
+                            PeerState::CleanDown
+                        };
+                        assert_eq!(s, want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn disks_from_drbd9_mask() {
+        let v = disk_from_mask("0x1", "0", Some("1")).expect("mask");
+        assert_eq!(v.local, LocalDisk::UpToDate);
+        assert!(!v.peer_up_to_date);
+        let v = disk_from_mask("0x2", "0", Some("1")).expect("mask");
+        assert!(matches!(v.local, LocalDisk::Below(_)));
+        assert!(v.peer_up_to_date);
+        let v = disk_from_mask("0x3", "0", None).expect("mask");
+        assert!(!v.peer_up_to_date);
+        for (m, id) in [("1", "0"), ("0xzz", "0"), ("0x1", "x"), ("0x1", "64")] {
+            assert!(disk_from_mask(m, id, None).is_err(), "{m} {id}");
+        }
+    }
+
+    #[test]
+    fn disks_from_proc_drbd_84() {
+        let t = "version: 8.4.11 (api:1/proto:86-101)\n\
+                 srcversion: 7B12C8F\n \
+                 0: cs:WFConnection ro:Primary/Unknown ds:UpToDate/DUnknown C r-----\n    \
+                 ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0\n \
+                 1: cs:StandAlone ro:Secondary/Unknown ds:Consistent/Outdated r-----\n \
+                 2: cs:Connected ro:Secondary/Primary ds:UpToDate/UpToDate C r-----\n \
+                 3: cs:StandAlone ro:Secondary/Unknown ds:Inconsistent/DUnknown r-----\n \
+                 10: cs:Unconfigured\n";
+        let v = disk_from_proc_drbd(t, "0").expect("minor 0");
+        assert_eq!((v.local, v.peer_up_to_date), (LocalDisk::UpToDate, false));
+        let v = disk_from_proc_drbd(t, "1").expect("minor 1");
+        assert_eq!(v.local, LocalDisk::Consistent);
+        assert!(
+            disk_from_proc_drbd(t, "2")
+                .expect("minor 2")
+                .peer_up_to_date
+        );
+        assert!(matches!(
+            disk_from_proc_drbd(t, "3").expect("minor 3").local,
+            LocalDisk::Below(_)
+        ));
+        assert_eq!(disk_from_proc_drbd(t, "10"), None, "no ds: field");
+        assert_eq!(disk_from_proc_drbd(t, "4"), None);
+        // DRBD 9's /proc/drbd has no per-minor lines
+        assert_eq!(disk_from_proc_drbd("version: 9.2.8\n", "0"), None);
+    }
+
+    #[test]
+    fn peer_names() {
+        let nodes = vec!["nodeA".to_string(), "nodeB".to_string()];
+        let env9 = PcmkEnv::from_vars(
+            [
+                ("DRBD_RESOURCE", "r0"),
+                ("DRBD_MY_NODE_ID", "0"),
+                ("DRBD_PEER_NODE_ID", "1"),
+                ("DRBD_NODE_ID_0", "nodeA"),
+                ("DRBD_NODE_ID_1", "nodeB"),
+                ("UP_TO_DATE_NODES", "0x1"),
+                ("DRBD_MINOR", ""),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        assert_eq!(env9.resource.as_deref(), Some("r0"));
+        assert_eq!(env9.minor, None, "empty is unset");
+        assert_eq!(pick_peer(&env9, &nodes, "nodeA").expect("9"), "nodeB");
+        assert!(
+            pick_peer(&env9, &nodes, "nodeB").is_err(),
+            "names me as the peer"
+        );
+        let env84 = PcmkEnv::from_vars([("DRBD_PEER".to_string(), "nodeB".to_string())]);
+        assert_eq!(pick_peer(&env84, &[], "nodeA").expect("8.4"), "nodeB");
+        let none = PcmkEnv::default();
+        assert_eq!(pick_peer(&none, &nodes, "nodeA").expect("cib"), "nodeB");
+        assert!(
+            pick_peer(&none, &nodes, "nodeC").is_err(),
+            "I am not a node"
+        );
+        let three = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        assert!(pick_peer(&none, &three, "a").is_err());
+        let two = PcmkEnv::from_vars([("DRBD_PEERS".to_string(), "b c".to_string())]);
+        assert!(pick_peer(&two, &three, "a").is_err());
+    }
+
+    fn facts(peer_state: PeerState, local: LocalDisk) -> PcmkFacts {
+        PcmkFacts {
+            peer: "nodeB".into(),
+            peer_state,
+            dc_present: true,
+            quorate: true,
+            local,
+            peer_up_to_date: false,
+            existing: Existing::None,
+        }
+    }
+
+    fn exit(d: Decision) -> Option<(Code, bool)> {
+        match d {
+            Decision::Exit { code, place, .. } => Some((code, place)),
+            Decision::Wait(_) => None,
+        }
+    }
+
+    /// The brief's table, case by case.
+    #[test]
+    fn decisions() {
+        use LocalDisk::*;
+        use PeerState::*;
+        let below = || Below("Inconsistent".into());
+        let d = |p, l, t| exit(decide(&facts(p, l), t));
+        assert_eq!(
+            d(Reachable, UpToDate, false),
+            Some((Code::PeerOutdated, true))
+        );
+        assert_eq!(
+            d(Reachable, Consistent, false),
+            Some((Code::PeerOutdated, true))
+        );
+        assert_eq!(d(Reachable, below(), false), Some((Code::PeerDown, false)));
+        assert_eq!(
+            d(CleanDown, UpToDate, false),
+            Some((Code::PeerFenced, true))
+        );
+        assert_eq!(
+            d(CleanDown, Consistent, false),
+            Some((Code::PeerDown, false))
+        );
+        assert_eq!(d(CleanDown, below(), false), Some((Code::PeerDown, false)));
+        for p in [Unclean, Lost, Pending, Absent] {
+            assert_eq!(d(p, UpToDate, false), None, "{p:?}: poll");
+            assert_eq!(d(p, UpToDate, true), Some((Code::PeerDown, true)));
+            assert_eq!(d(p, Consistent, false), None, "may come back: 4");
+            assert_eq!(d(p, Consistent, true), Some((Code::PeerDown, false)));
+            assert_eq!(d(p, below(), false), Some((Code::PeerDown, false)));
+        }
+        let mut f = facts(Reachable, UpToDate);
+        f.quorate = false;
+        assert_eq!(exit(decide(&f, false)), None);
+        assert_eq!(exit(decide(&f, true)), Some((Code::Refused, false)));
+        f.quorate = true;
+        f.dc_present = false;
+        assert_eq!(exit(decide(&f, true)), Some((Code::Refused, false)));
+        let mut f = facts(Reachable, UpToDate);
+        f.existing = Existing::Same;
+        assert_eq!(
+            exit(decide(&f, false)),
+            Some((Code::PeerOutdated, true)),
+            "idempotent"
+        );
+        f.existing = Existing::Different("excludes me".into());
+        assert_eq!(exit(decide(&f, false)), Some((Code::Refused, false)));
+        let mut f = facts(CleanDown, UpToDate);
+        f.peer_up_to_date = true;
+        assert_eq!(exit(decide(&f, false)), Some((Code::Refused, false)));
+        assert_eq!(
+            d(Reachable, Unknown("x".into()), false),
+            Some((Code::Refused, false))
+        );
+    }
+
+    /// Every combination: 4 only with the peer online and the local disk at
+    /// least Consistent, 7 only with the peer down cleanly and the local
+    /// disk UpToDate, a constraint only with 4/5/7, a constraint with 5
+    /// only when UpToDate and timed out, never 3 or 6, nothing without
+    /// quorum, DC and a known local disk.
+    #[test]
+    fn decide_exhaustive() {
+        let peers = [
+            PeerState::Reachable,
+            PeerState::CleanDown,
+            PeerState::Unclean,
+            PeerState::Lost,
+            PeerState::Pending,
+            PeerState::Absent,
+        ];
+        let locals = [
+            LocalDisk::UpToDate,
+            LocalDisk::Consistent,
+            LocalDisk::Below("b".into()),
+            LocalDisk::Unknown("u".into()),
+        ];
+        let existings = [
+            Existing::None,
+            Existing::Same,
+            Existing::Different("d".into()),
+        ];
+        let mut n = 0;
+        for p in peers {
+            for l in &locals {
+                for e in &existings {
+                    for (dc, q, putd, to) in
+                        (0..16).map(|b| (b & 1 != 0, b & 2 != 0, b & 4 != 0, b & 8 != 0))
+                    {
+                        n += 1;
+                        let f = PcmkFacts {
+                            peer: "b".into(),
+                            peer_state: p,
+                            dc_present: dc,
+                            quorate: q,
+                            local: l.clone(),
+                            peer_up_to_date: putd,
+                            existing: e.clone(),
+                        };
+                        let ctx = format!("{f:?} timed_out={to}");
+                        let sane = dc && q && !putd && !matches!(e, Existing::Different(_));
+                        match decide(&f, to) {
+                            Decision::Wait(_) => {
+                                assert!(!to, "waits past the timeout: {ctx}");
+                            }
+                            Decision::Exit { code, place, .. } => {
+                                match code {
+                                    Code::PeerOutdated => assert!(
+                                        sane && p == PeerState::Reachable
+                                            && matches!(
+                                                l,
+                                                LocalDisk::UpToDate | LocalDisk::Consistent
+                                            ),
+                                        "{ctx}"
+                                    ),
+                                    Code::PeerFenced => assert!(
+                                        sane && p == PeerState::CleanDown
+                                            && *l == LocalDisk::UpToDate,
+                                        "{ctx}"
+                                    ),
+                                    Code::PeerDown => {
+                                        assert!(
+                                            sane && !matches!(l, LocalDisk::Unknown(_)),
+                                            "{ctx}"
+                                        );
+                                        if place {
+                                            assert!(*l == LocalDisk::UpToDate && to, "{ctx}");
+                                        }
+                                    }
+                                    Code::Refused => assert!(!place, "{ctx}"),
+                                    Code::PeerInconsistent | Code::PeerPrimary => {
+                                        panic!("{code:?}: {ctx}")
+                                    }
+                                }
+                                if matches!(code, Code::PeerOutdated | Code::PeerFenced) {
+                                    assert!(place, "4/7 always with the constraint: {ctx}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 6 * 4 * 3 * 16);
+    }
+
+    #[test]
+    fn unfence_removes_only_fence_constraints_when_both_disks_are_good() {
+        let cib = parse_cib(fixture!("cib-constrained.xml")).expect("cib");
+        let id = fc("nodeA").id();
+        let found = cib.locations.iter().find(|l| l.id == id);
+        assert_eq!(
+            unfence_action(found, "drbd-r0-clone", None),
+            Ok(()),
+            "8.4: no mask"
+        );
+        let both = DiskView {
+            local: LocalDisk::UpToDate,
+            peer_up_to_date: true,
+        };
+        assert_eq!(unfence_action(found, "drbd-r0-clone", Some(&both)), Ok(()));
+        let peer_behind = DiskView {
+            local: LocalDisk::UpToDate,
+            peer_up_to_date: false,
+        };
+        assert!(unfence_action(found, "drbd-r0-clone", Some(&peer_behind)).is_err());
+        assert!(unfence_action(None, "drbd-r0-clone", None).is_err());
+        assert!(unfence_action(found, "another-clone", None).is_err());
     }
 }
