@@ -26,6 +26,14 @@
 //! | not online | known below UpToDate | none | 5 (DRBD then changes nothing) |
 //! | any | unknown, peer disk UpToDate, no quorum or DC, a different constraint under our id, a tool failing | none | 1 |
 //!
+//! "Fenced" is Pacemaker's own record: after a successful fence the fencer
+//! writes `expected="down"` into the peer's `node_state`, which crm_mon
+//! reports as `online="false" unclean="false" expected_up="false"`. The
+//! fence history (`stonith_admin --history`) is not consulted: an old
+//! success there says nothing about the peer now, and with `CIB_file` there
+//! is no fencer to ask. Like crm-fence-peer, no constraint is placed
+//! without quorum and a DC.
+//!
 //! The constraint keeps crm-fence-peer's naming so that either handler, and
 //! the `ocf:linbit:drbd` agent's `unfence_if_all_uptodate`, recognise it:
 //!
