@@ -19,6 +19,12 @@
 //! With no daemon reachable it falls back to the lease on the shared disk and
 //! the configured fence devices ([`decide_offline`]).
 //!
+//! `--pacemaker` selects the other mode, for a Pacemaker cluster with no
+//! hapair daemon and no hapair.toml: the contract of crm-fence-peer.9.sh
+//! (a `-INFINITY` location rule on the promotable clone's promoted role for
+//! every node but this one, exit codes from the peer's state in the CIB).
+//! See [`pacemaker`].
+//!
 //! Exit codes (the kernel's `conn_try_outdate_peer`):
 //!
 //! | code | meaning | returned when |
@@ -35,6 +41,8 @@
 //! Outdated when the local disk is UpToDate, so it needs the lease as well.
 
 use std::time::{Duration, Instant};
+
+pub mod pacemaker;
 
 use serde::{Deserialize, Serialize};
 
@@ -237,7 +245,7 @@ pub fn decide_offline(lease: LeaseSays, fenced: Option<bool>) -> (Code, String) 
 /// DRBD's environment for the handler (drbd.md 3.3).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DrbdEnv {
-    /// `DRBD_RESOURCE` (or argv[1]).
+    /// `DRBD_RESOURCE` (or `argv[1]`).
     pub resource: Option<String>,
     /// `DRBD_PEER` / `DRBD_PEERS` (8.4 host names), for the log.
     pub peers: Option<String>,

@@ -100,9 +100,13 @@ enum Cmd {
         /// The peer resynced (after-resync-target / unfence-peer): clear the record.
         #[arg(long)]
         unfence: bool,
-        /// How long to wait for the peer to outdate itself.
-        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
+        /// Inside a Pacemaker cluster, no hapair daemon: place crm-fence-peer's
+        /// location constraint and decide from the CIB (no config file needed).
+        #[arg(long)]
+        pacemaker: bool,
+        /// How long to wait for the peer to outdate itself [default: 15s; 90s with --pacemaker].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
         /// The DRBD resource when DRBD_RESOURCE is not set (DRBD passes it as argv too).
         resource: Option<String>,
     },
@@ -208,9 +212,28 @@ fn main() -> ExitCode {
             config,
             node,
             unfence,
+            pacemaker,
             timeout,
             resource,
         } => {
+            use hapair::fence_peer::pacemaker as pcmk;
+            if pacemaker {
+                let opts = pcmk::PcmkOptions {
+                    node,
+                    resource,
+                    unfence,
+                    timeout: timeout.unwrap_or(pcmk::DEFAULT_TIMEOUT),
+                    proc_drbd: "/proc/drbd".into(),
+                };
+                return match pcmk::run(&opts) {
+                    Ok(code) => ExitCode::from(code),
+                    Err(e) => {
+                        eprintln!("hapair fence-peer --pacemaker: {e}");
+                        ExitCode::from(hapair::fence_peer::Code::Refused.exit_code())
+                    }
+                };
+            }
+            let timeout = timeout.unwrap_or(hapair::fence_peer::DEFAULT_TIMEOUT);
             let opts = hapair::fence_peer::HandlerOptions {
                 config,
                 node,
