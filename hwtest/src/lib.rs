@@ -27,6 +27,7 @@ pub mod fence_lab;
 pub mod hapair_drbd;
 pub mod nfs;
 pub mod pair;
+pub mod pcmk;
 pub mod pgclient;
 pub mod record;
 pub mod versus;
