@@ -30,7 +30,7 @@ use hwtest::hapair_drbd::{Bins, other};
 use hwtest::pcmk::{self, ClusterStatus, Pacemaker, Token};
 use hwtest::{Lab, LabOptions, Node};
 
-const LOCK_TIMEOUT: u32 = 10;
+const LOCK_TIMEOUT: u32 = 6;
 const FAILOVER: Duration = Duration::from_secs(150);
 const PAGE: &str = "hello from drbd r0 under ocf sfex";
 
@@ -72,7 +72,7 @@ fn lease_xml(agent: Agent, sfex: &Path) -> String {
       {binary}
     </instance_attributes>
     <operations>
-      <op id="lease-monitor" name="monitor" interval="5s" timeout="20s"/>
+      <op id="lease-monitor" name="monitor" interval="10s" timeout="20s"/>
       <op id="lease-start" name="start" interval="0" timeout="60s"/>
       <op id="lease-stop" name="stop" interval="0" timeout="30s"/>
     </operations>
@@ -132,7 +132,7 @@ fn stack_xml(agent: Agent, sfex: &Path) -> String {
         <nvpair id="ip-mask" name="cidr_netmask" value="24"/>
         <nvpair id="ip-nic" name="nic" value="vec0"/>
       </instance_attributes>
-      <operations><op id="ip-svc-mon" name="monitor" interval="10s" timeout="40s"/></operations>
+      <operations><op id="ip-svc-mon" name="monitor" interval="20s" timeout="40s"/></operations>
     </primitive>
     <primitive id="web" class="ocf" provider="heartbeat" type="anything">
       <instance_attributes id="web-ia">
@@ -140,7 +140,7 @@ fn stack_xml(agent: Agent, sfex: &Path) -> String {
         <nvpair id="web-opts" name="cmdline_options" value="httpd -f -p 10.88.0.100:80 -h /mnt/r0/www"/>
       </instance_attributes>
       <operations>
-        <op id="web-mon" name="monitor" interval="10s" timeout="40s"/>
+        <op id="web-mon" name="monitor" interval="20s" timeout="40s"/>
         <op id="web-start" name="start" interval="0" timeout="60s"/>
         <op id="web-stop" name="stop" interval="0" timeout="60s"/>
       </operations>
