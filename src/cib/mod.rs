@@ -210,6 +210,33 @@ pub enum CibError {
     },
 }
 
+impl CibError {
+    /// The element the error names, when it names one.
+    pub fn at(&self) -> Option<&At> {
+        match self {
+            CibError::TooManyNodes { at, .. }
+            | CibError::UnsupportedClone { at, .. }
+            | CibError::UnsupportedConstraint { at, .. }
+            | CibError::OutsideStack { at, .. }
+            | CibError::UnsupportedClass { at, .. }
+            | CibError::LeaseRule { at, .. }
+            | CibError::Unsupported { at, .. } => Some(at),
+            CibError::Malformed { .. }
+            | CibError::NotCib { .. }
+            | CibError::NodeOption { .. }
+            | CibError::Invalid { .. } => None,
+        }
+    }
+
+    /// The input line the error is about, when it has one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            CibError::Malformed { line, .. } | CibError::NotCib { line, .. } => Some(*line),
+            e => e.at().map(|a| a.line),
+        }
+    }
+}
+
 /// `--node NAME=ADDR[,ADDR...]`: a node's heartbeat address on each link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAddrs {
