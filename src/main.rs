@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod cib_cli;
 mod demo;
 mod drbd_cli;
 mod heartbeat_cli;
@@ -87,6 +88,9 @@ enum Cmd {
     /// a check that no acknowledged record is lost (root; installs the lab's
     /// packages). `--sfex-only`: the sfex lease on a scratch loop device.
     Demo(demo::DemoArgs),
+    /// Print the hapair.toml equivalent to a Pacemaker CIB's resources
+    /// (DRBD clone, sfex, group, fencing); refuses what hapair cannot express.
+    ImportCib(cib_cli::ImportCibArgs),
     /// DRBD's fence-peer handler (`handlers { fence-peer "hapair fence-peer"; }`):
     /// asks the local daemon to outdate or fence the peer and exits with
     /// DRBD's code (4 outdated, 5 down, 6 peer Primary, 7 fenced, 1 no verdict).
@@ -263,6 +267,7 @@ fn main() -> ExitCode {
         Cmd::Heartbeat(args) => heartbeat_cli::heartbeat(args),
         Cmd::Keygen(args) => heartbeat_cli::keygen(args),
         Cmd::Drbd(cmd) => return drbd_cli::main(cmd),
+        Cmd::ImportCib(args) => return cib_cli::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
