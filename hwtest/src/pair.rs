@@ -559,11 +559,17 @@ monitor_interval = "5s"
     /// Per boot of a pair node: softdog, the OCF provider `lab` (a tmpfs
     /// over `/usr/lib/ocf/resource.d` linking the host's providers back),
     /// the mount point and the state dir; the partition table re-read.
+    ///
+    /// softdog gets `nowayout=0`: the guest kernel is built with
+    /// `CONFIG_WATCHDOG_NOWAYOUT=y`, under which even hapair's magic close
+    /// on a clean stop leaves the device armed and the guest resets 3 s
+    /// later. A daemon that dies without the magic close still gets fenced
+    /// by it (softdog keeps running after an unexpected close).
     pub fn prepare(&self, node: Node) -> Result<(), PairError> {
         let agent = self.bin.join("recordd-agent");
         let script = format!(
             "set -e
-modprobe softdog soft_margin=3
+modprobe softdog soft_margin=3 nowayout=0
 [ -c /dev/watchdog1 ]
 if ! grep -q ' /usr/lib/ocf/resource.d ' /proc/self/mountinfo; then
   mkdir -p /run/ocf-host && mount --bind /usr/lib/ocf/resource.d /run/ocf-host
