@@ -342,6 +342,13 @@ pub struct DemoArgs {
     /// rejoins as standby in between) and print p50/p99 of each step.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
+    /// The side-by-side benchmark: the same DRBD stack, address, record
+    /// service and client, first under hapair, then under Pacemaker +
+    /// Corosync (token 1000 ms) in the same lab, `--runs` power cuts each;
+    /// prints both stacks' failover steps, processes, memory and idle CPU
+    /// (implies --drbd; guests get 512 MiB).
+    #[arg(long)]
+    versus_pacemaker: bool,
     /// The record service inside the lab guests (serve, client, agent).
     #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
     record: Option<Vec<String>>,
@@ -446,8 +453,9 @@ fn lab_demo(args: &DemoArgs) -> Result<()> {
         flavor,
         client_node: true,
         verbose: true,
-        drbd: args.drbd,
-        mem: None,
+        drbd: args.drbd || args.versus_pacemaker,
+        // corosync alone is ~170 MiB (mlockall): 256 MiB guests OOM it
+        mem: args.versus_pacemaker.then(|| "512M".to_owned()),
     })?;
     if let Ok(mut h) = handle.lock() {
         *h = Some(pair.lab.down_handle());
@@ -456,7 +464,11 @@ fn lab_demo(args: &DemoArgs) -> Result<()> {
         !flag.load(std::sync::atomic::Ordering::SeqCst),
         "interrupted"
     );
-    let result = drive(&pair, args);
+    let result = if args.versus_pacemaker {
+        crate::versus::run(&pair, args.runs, args.ocf)
+    } else {
+        drive(&pair, args)
+    };
     if let Err(e) = &result {
         println!("FAILED: {e:#}");
         println!(
@@ -543,7 +555,12 @@ fn drive(pair: &Pair, args: &DemoArgs) -> Result<()> {
 
 /// Powers the old primary on again and starts its daemon; waits until the
 /// survivor sees it alive (it joins as standby).
-fn rejoin(pair: &Pair, node: hwtest::Node, survivor: hwtest::Node, drbd: bool) -> Result<()> {
+pub(crate) fn rejoin(
+    pair: &Pair,
+    node: hwtest::Node,
+    survivor: hwtest::Node,
+    drbd: bool,
+) -> Result<()> {
     let t = Instant::now();
     let rc = pair.lab.power(hwtest::PowerAction::On, node)?;
     ensure!(rc == 0, "power on {node}: rc {rc}");

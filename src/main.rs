@@ -8,6 +8,7 @@ mod cib_cli;
 mod demo;
 mod drbd_cli;
 mod heartbeat_cli;
+mod versus;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

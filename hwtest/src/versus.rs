@@ -348,7 +348,14 @@ pub fn pcmk_timeline(log: &str, victim: &str, t0_ms: u64, year: i32) -> PcmkTime
             else {
                 continue;
             };
-            if !rest.trim_end().ends_with(": ok") {
+            // "...: ok | CIB update 36, graph action confirmed; ..."
+            if !rest
+                .split(" | ")
+                .next()
+                .unwrap_or("")
+                .trim_end()
+                .ends_with(": ok")
+            {
                 continue;
             }
             let rsc = rsc.to_owned();
@@ -444,9 +451,10 @@ mod tests {
                    Nov 25 11:00:02.060 nodeA pacemaker-controld  [9] (peer_update_callback) info: Node nodeB state is now lost\n\
                    Nov 25 11:00:02.420 nodeA pacemaker-controld  [9] (te_fence_node) notice: Requesting fencing (off) of node nodeB\n\
                    Nov 25 11:00:03.090 nodeA pacemaker-controld  [9] (tengine_stonith_callback) notice: Peer nodeB was terminated (off) by nodeA on behalf of pacemaker-controld.9: OK\n\
-                   Nov 25 11:00:09.430 nodeA pacemaker-controld  [9] (log_executor_event) notice: Result of promote operation for drbd-r0 on nodeA: ok\n\
+                   Nov 25 11:00:09.430 nodeA pacemaker-controld  [9] (log_executor_event) \tnotice: Result of promote operation for drbd-r0 on nodeA: ok | CIB update 52, graph action confirmed; call=41 key=drbd-r0_promote_0 rc=0\n\
                    Nov 25 11:00:16.400 nodeA pacemaker-controld  [9] (log_executor_event) notice: Result of start operation for fs-r0 on nodeA: ok\n\
-                   Nov 25 11:00:18.000 nodeA pacemaker-controld  [9] (log_executor_event) notice: Result of start operation for ip-svc on nodeA: error\n\
+                   Nov 25 11:00:18.000 nodeA pacemaker-controld  [9] (log_executor_event) notice: Result of start operation for ip-svc on nodeA: error | CIB update 60 rc=1\n\
+                   Nov 25 11:00:18.500 nodeA pacemaker-controld  [9] (log_executor_event) notice: Result of probe operation for records on nodeA: not running | rc=7\n\
                    Nov 25 11:00:20.820 nodeA pacemaker-controld  [9] (log_executor_event) notice: Result of start operation for ip-svc on nodeA: ok\n\
                    Nov 25 11:00:27.190 nodeA pacemaker-controld  [9] (log_executor_event) notice: Result of start operation for records on nodeA: ok\n";
         let tl = pcmk_timeline(log, "nodeB", t0, 2026);
