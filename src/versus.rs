@@ -120,8 +120,9 @@ fn hapair_stack(pair: &Pair, client: &std::path::Path, runs: u32, ocf: bool) -> 
         primary = survivor;
     }
     // a clean stop: each daemon stops its stack (demote included) and
-    // releases the lease on SIGTERM
-    for n in [Node::A, Node::B] {
+    // releases the lease on SIGTERM; the standby first, or it would start
+    // to take over from the primary it sees leave
+    for n in [other(primary), primary] {
         pair.lab.run_ok(
             n,
             "p=$(cat /run/hapair/daemon.pid) && kill -TERM $p && \
