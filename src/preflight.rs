@@ -221,12 +221,22 @@ fn self_fence(cfg: &Config) -> Result<String, String> {
             "mode watchdog but {} is missing (load softdog or a hardware driver)",
             dev.display()
         )),
-        SelfFenceMode::Watchdog => Ok(format!("watchdog {}", dev.display())),
-        SelfFenceMode::Auto if present => Ok(format!("watchdog {}", dev.display())),
-        SelfFenceMode::Auto => Ok(format!(
+        SelfFenceMode::Auto if !present => Ok(format!(
             "no {}: reboot(2) without a hardware backstop",
             dev.display()
         )),
+        SelfFenceMode::Watchdog | SelfFenceMode::Auto => {
+            // safe either way; with nowayout a clean stop resets the node
+            let sys = Path::new("/sys");
+            Ok(match crate::runtime::watchdog::nowayout(dev, sys) {
+                Some(true) => format!(
+                    "watchdog {}; NOTE: {}",
+                    dev.display(),
+                    crate::runtime::watchdog::nowayout_note(dev)
+                ),
+                _ => format!("watchdog {}", dev.display()),
+            })
+        }
         SelfFenceMode::Reboot => Ok("reboot(2)".into()),
         SelfFenceMode::TestExit => Err(
             "mode test-exit: a node that must die only exits (tests only; never in production)"

@@ -943,6 +943,17 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    if watchdog.is_some()
+        && crate::runtime::watchdog::nowayout(
+            &cfg.self_fence.watchdog_device,
+            std::path::Path::new("/sys"),
+        ) == Some(true)
+    {
+        tracing::warn!(
+            "{}",
+            crate::runtime::watchdog::nowayout_note(&cfg.self_fence.watchdog_device)
+        );
+    }
     if cfg.self_fence.mode == SelfFenceMode::TestExit {
         tracing::warn!(
             "self_fence.mode = test-exit: this node exits instead of rebooting (tests only)"

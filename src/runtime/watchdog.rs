@@ -454,6 +454,57 @@ fn fire(mode: SelfFenceMode, reason: &str) -> ! {
     }
 }
 
+/// Whether the watchdog device `dev` (e.g. `/dev/watchdog1`) has
+/// `nowayout` set, from `<sysfs>/class/watchdog/<name>/nowayout` (`sysfs`
+/// is `/sys` outside tests): `None` when the kernel does not say (no such
+/// file, or a device path that is a symlink to another name).
+///
+/// With `nowayout` the magic close of a clean stop cannot disarm the
+/// device: the node resets one device timeout after hapair stops. Kernels
+/// built with `CONFIG_WATCHDOG_NOWAYOUT=y` default every driver to it;
+/// softdog takes `nowayout=0` as a module parameter.
+pub fn nowayout(dev: &Path, sysfs: &Path) -> Option<bool> {
+    let name = dev.file_name()?;
+    let text =
+        std::fs::read_to_string(sysfs.join("class/watchdog").join(name).join("nowayout")).ok()?;
+    match text.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The words an operator needs when [`nowayout`] is set on `dev`.
+pub fn nowayout_note(dev: &Path) -> String {
+    format!(
+        "{} has nowayout set: a clean stop of hapair cannot disarm it and the node resets one \
+         watchdog timeout after hapair stops (load the driver with nowayout=0, e.g. \
+         `modprobe softdog nowayout=0`, unless that is wanted)",
+        dev.display()
+    )
+}
+
 #[cfg(test)]
 #[path = "../tests/watchdog.rs"]
 mod tests;
+
+#[test]
+fn nowayout_from_sysfs() {
+    let d = tempfile::tempdir().unwrap();
+    let class = d.path().join("class/watchdog");
+    for (name, v) in [
+        ("watchdog0", "1\n"),
+        ("watchdog1", "0\n"),
+        ("watchdog2", "x"),
+    ] {
+        std::fs::create_dir_all(class.join(name)).unwrap();
+        std::fs::write(class.join(name).join("nowayout"), v).unwrap();
+    }
+    let at = |n: &str| nowayout(&Path::new("/dev").join(n), d.path());
+    assert_eq!(at("watchdog0"), Some(true));
+    assert_eq!(at("watchdog1"), Some(false));
+    assert_eq!(at("watchdog2"), None);
+    assert_eq!(at("watchdog9"), None);
+    assert_eq!(nowayout(Path::new("/"), d.path()), None);
+    assert!(nowayout_note(Path::new("/dev/watchdog0")).contains("/dev/watchdog0 has nowayout set"));
+}
