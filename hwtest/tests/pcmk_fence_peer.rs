@@ -20,6 +20,8 @@
 //!    survivor; the service runs there.
 //!
 //! After every step: at most one DRBD Primary, at most one rw mount of r0.
+//! On the way, `hapair import-cib` reads the live cluster's CIB and its
+//! output passes `hapair validate`.
 
 use std::time::{Duration, Instant};
 
@@ -105,6 +107,57 @@ fn wait_until(
     }
 }
 
+/// `hapair import-cib` reads the running cluster's whole CIB (`cibadmin
+/// -Q`, status section included) and its output passes `hapair validate`.
+fn import_live_cib(lab: &Lab, hapair: &std::path::Path, on: Node) {
+    let cib = lab.dir().join("pacemaker/live-cib.xml");
+    lab.run_ok(on, &format!("cibadmin -Q > {}", cib.display()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(hapair)
+        .arg("import-cib")
+        .arg(&cib)
+        .args([
+            "--node",
+            "nodeA=10.88.0.1,10.88.1.1",
+            "--node",
+            "nodeB=10.88.0.2,10.88.1.2",
+        ])
+        .output()
+        .expect("hapair import-cib");
+    let toml = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "import-cib of the live CIB: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "type = \"drbd\"",
+        "ocf:heartbeat:Filesystem",
+        "ocf:heartbeat:IPaddr2",
+        "ocf:heartbeat:anything",
+        "agent = \"fence_lab\"",
+        "10.88.1.2:5405",
+    ] {
+        assert!(
+            toml.contains(want),
+            "import-cib output lacks {want}:\n{toml}"
+        );
+    }
+    let file = lab.dir().join("pacemaker/imported.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let v = std::process::Command::new(hapair)
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .expect("hapair validate");
+    assert!(
+        v.status.success(),
+        "hapair validate of the imported CIB: {}{}\n{toml}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
 #[test]
 fn fence_peer_in_pacemaker() {
     let t0 = Instant::now();
@@ -168,6 +221,7 @@ fn fence_peer_in_pacemaker() {
         "a fence constraint before any fencing"
     );
     say(t0, &format!("stack running on {pri}"));
+    import_live_cib(&lab, &bins.hapair, pri);
 
     // 1. replication link cut: the Primary's handler outdates the peer
     // through the CIB (exit 4), no STONITH
