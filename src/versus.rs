@@ -207,7 +207,7 @@ fn pacemaker_stack(pair: &Pair, client: &std::path::Path, runs: u32) -> Result<S
         ensure!(rc == 0, "power on {primary}: rc {rc}");
         pair.prepare(primary)?;
         pcmk.rejoin()?;
-        wait_resynced(pair, survivor, client)?;
+        wait_resynced(pair, survivor)?;
         println!(
             "{primary} rejoined and resynced in {:.1}s",
             t.elapsed().as_secs_f64()
@@ -268,8 +268,9 @@ fn wait_pcmk_serving(
     }
 }
 
-fn wait_resynced(pair: &Pair, survivor: Node, client: &std::path::Path) -> Result<()> {
-    let _ = client;
+/// Pauses the client until r0 is UpToDate on both nodes again (a resync
+/// under its synchronous writes crawls in the guests), then resumes it.
+fn wait_resynced(pair: &Pair, survivor: Node) -> Result<()> {
     pair.lab.run_ok(Node::C, "pkill -STOP -f ' client --to '")?;
     let t = Instant::now();
     let res = loop {
