@@ -18,6 +18,10 @@ if ip netns list | awk '{print $1}' | grep -qxF -- "$LAB_NETNS"; then
   for l in 0 1; do lab_ns ip link del "$LAB_BRIDGE$l" 2>/dev/null; done
   ip netns del "$LAB_NETNS"
 fi
+# Pacemaker's stonith agent, if this lab's pcmk-up.sh installed it (a run interrupted before pcmk-down.sh)
+if [ -f "$LAB_DIR/pacemaker/fence_lab.installed" ]; then
+  rm -f /usr/sbin/fence_lab "$LAB_DIR/pacemaker/fence_lab.installed"
+fi
 if [ "${LAB_KEEP:-0}" = 1 ]; then rm -rf "${LAB_DIR:?}/uml"; else rm -rf "${LAB_DIR:?}"; fi
 left=""
 for node in $LAB_ALL_NODES; do [ -n "$(lab_uml_pgids "$node")" ] && left="$left $node"; done
