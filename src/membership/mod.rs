@@ -595,8 +595,8 @@ pub struct Membership {
 
 impl Membership {
     /// A machine started at `now` with a random `incarnation`. The first
-    /// packets go out on the first [`Membership::handle`] call; links are
-    /// staggered by keepalive / links.
+    /// packets go out on the first [`Membership::handle`] call, on every
+    /// link at once (see `send_due`).
     pub fn new(
         cfg: Config,
         keys: Keyring,
@@ -605,14 +605,12 @@ impl Membership {
         now: Millis,
     ) -> Result<Membership, ConfigError> {
         cfg.validate()?;
-        let n = u64::try_from(cfg.links).map_err(|_| ConfigError::Links(cfg.links))?;
-        let step = cfg.timing.keepalive.0 / n;
-        let links = (0..n)
-            .map(|i| Link {
+        let links = (0..cfg.links)
+            .map(|_| Link {
                 state: LinkState::Unknown,
                 last: None,
                 rtt: None,
-                next_send: now.plus(Millis(step * i)),
+                next_send: now,
                 last_send: None,
                 counters: LinkCounters::default(),
             })
@@ -1041,10 +1039,20 @@ impl Membership {
         }
     }
 
+    /// Sends on every link that is due, and then also on every link due
+    /// within the next keepalive / 2: the links' packets leave together,
+    /// one wakeup of the sender per keepalive rather than one per link and
+    /// keepalive (an idle daemon's CPU is mostly its wakeups). Each link
+    /// still sends at least once per keepalive, and a prompt reply on one
+    /// link pulls the others back into step at the next keepalive.
     fn send_due(&mut self, now: Millis, out: &mut Vec<Output>) {
         let keepalive = self.cfg.timing.keepalive;
+        if self.links.iter().all(|l| l.next_send > now) {
+            return;
+        }
+        let horizon = now.plus(Millis(keepalive.0 / 2));
         for i in 0..self.links.len() {
-            if self.links[i].next_send > now {
+            if self.links[i].next_send > horizon {
                 continue;
             }
             let packet = Packet {
@@ -1071,7 +1079,12 @@ impl Membership {
             let l = &mut self.links[i];
             l.last_send = Some(now);
             l.counters.sent += 1;
-            l.next_send = l.next_send.plus(keepalive);
+            // a due link keeps its cadence; one sent early re-aligns
+            l.next_send = if l.next_send <= now {
+                l.next_send.plus(keepalive)
+            } else {
+                now.plus(keepalive)
+            };
             if l.next_send <= now {
                 l.next_send = now.plus(keepalive);
             }

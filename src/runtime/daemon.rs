@@ -272,6 +272,11 @@ impl std::fmt::Debug for Daemon {
 
 const MAX_TRANSITIONS: usize = 50;
 
+/// The main loop's longest sleep: the watchdog keeper needs a liveness bump
+/// well within its 3 s stall limit, and the status report and link figures
+/// stay at most this old.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
 impl Daemon {
     fn peer(&self) -> usize {
         1 - self.me
@@ -1101,8 +1106,11 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         .max(Duration::from_millis(50));
     let mut sd_watchdog = tokio::time::interval(wd_ping);
     sd_watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut second = tokio::time::interval(Duration::from_secs(1));
-    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // the loop's own deadlines (engine, forwarded requests, moves) on one
+    // timerfd; it wakes at least once a second (liveness for the watchdog
+    // keeper, the link figures, a fresh status report)
+    let timer = crate::runtime::wake::WakeTimer::new().map_err(|e| setup("timerfd", e))?;
+    let mut last_link_metrics = tokio::time::Instant::now();
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -1126,19 +1134,33 @@ async fn run(opts: Options) -> anyhow::Result<()> {
             .flatten()
             .min()
             .map(|w| clock.instant(w));
-        let wake = wake.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(1));
+        let now_i = tokio::time::Instant::now();
+        let wake = wake.map_or(MAX_SLEEP, |w| {
+            w.saturating_duration_since(now_i).min(MAX_SLEEP)
+        });
+        // a timerfd that fails (it should not) falls back to tokio's timer:
+        // leaving the loop would leave the stack running unsupervised
+        let armed = match timer.arm(wake) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("timerfd: {e}; this wakeup uses tokio's timer");
+                false
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep_until(wake) => d.step(Input::Tick),
+            r = timer.fired(), if armed => {
+                if let Err(e) = r {
+                    tracing::error!("timerfd: {e}");
+                }
+                d.step(Input::Tick);
+            }
+            () = tokio::time::sleep(wake), if !armed => d.step(Input::Tick),
             Some(ev) = hb_handle.events.recv() => d.on_membership(ev),
             Some(l) = lease_rx.recv() => d.on_lease(l),
             Some(x) = done_rx.recv() => d.on_done(x),
             _ = term.recv() => d.begin_shutdown("SIGTERM"),
             _ = int.recv() => d.begin_shutdown("SIGINT"),
             _ = hup.recv() => d.reload(&opts),
-            _ = second.tick() => {
-                let st = hb_handle.status.borrow().clone();
-                d.link_metrics(&st);
-            }
             _ = sd_watchdog.tick() => {
                 if let Some(n) = &d.notifier {
                     let _ = n.watchdog();
@@ -1184,6 +1206,12 @@ async fn run(opts: Options) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        let since = last_link_metrics.elapsed();
+        if since >= MAX_SLEEP {
+            last_link_metrics = tokio::time::Instant::now();
+            let st = hb_handle.status.borrow().clone();
+            d.link_metrics(&st, since);
         }
         let now = clock.now();
         d.advance_forward(now);
@@ -1255,11 +1283,11 @@ async fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 impl Daemon {
-    /// Once a second: heartbeat round trip and loss per link for the
-    /// metrics and status.
+    /// About once a second: heartbeat round trip and loss per link over
+    /// the last `window`, for the metrics and status.
     #[allow(clippy::cast_precision_loss)]
-    fn link_metrics(&mut self, hb: &crate::membership::Status) {
-        let expected = 1000.0 / self.cfg.heartbeat.keepalive.0.max(1) as f64;
+    fn link_metrics(&mut self, hb: &crate::membership::Status, window: Duration) {
+        let expected = window.as_secs_f64() * 1000.0 / self.cfg.heartbeat.keepalive.0.max(1) as f64;
         for (l, st) in self.cfg.links.iter().zip(&hb.links) {
             if let Some(rtt) = st.rtt {
                 self.metrics

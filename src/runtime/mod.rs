@@ -12,4 +12,5 @@ pub mod heartbeat;
 pub mod lease_io;
 pub mod metrics;
 pub mod notify;
+pub mod wake;
 pub mod watchdog;

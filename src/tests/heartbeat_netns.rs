@@ -36,6 +36,11 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// `n` keepalives: a window that holds about `n` packets of each link.
+fn keepalives(n: u64) -> Duration {
+    Duration::from_millis(T.keepalive.0 * n)
+}
+
 fn is_alive(e: &Event) -> bool {
     matches!(e, Event::PeerAlive { .. })
 }
@@ -278,7 +283,7 @@ fn forged_altered_truncated_replayed_and_foreign_packets_are_dropped_and_counted
 
     // a real capture of B's packets on link 0, taken in A's namespace
     let mut cap = topo.capture(0);
-    let captured = cap.collect(secs(0.5), b_ip, PORT);
+    let captured = cap.collect(keepalives(5), b_ip, PORT);
     assert!(captured.len() >= 3, "captured {}", captured.len());
     let genuine = captured[0].payload.clone();
     assert_eq!(genuine.len(), proto::PACKET_LEN);
@@ -371,7 +376,7 @@ fn replayed_captures_never_revive_a_dead_peer_and_a_restart_is_never_locked_out(
     let mut cap = topo.capture(0);
     let mut captured = Vec::new();
     for l in 0..2 {
-        captured.push(cap.collect(secs(0.3), topo.links[l].addr[1], PORT));
+        captured.push(cap.collect(keepalives(3), topo.links[l].addr[1], PORT));
         assert!(captured[l].len() >= 2);
     }
     // B crashes

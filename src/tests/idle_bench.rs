@@ -172,7 +172,10 @@ fn main() {
     let threads = status_kib(pid, "Threads:");
     println!(
         "idle daemon over {wall:.0} s: 3 Dummy resources (monitor every {monitor}), 2 links, keepalive {}",
-        std::env::var("HAPAIR_IDLE_KEEPALIVE").unwrap_or_else(|_| "default (100ms)".into())
+        std::env::var("HAPAIR_IDLE_KEEPALIVE").unwrap_or_else(|_| format!(
+            "default ({})",
+            hapair::membership::Timing::DEFAULT.keepalive
+        ))
     );
     println!(
         "  RSS now {:.2} MiB, max sampled {:.2} MiB, peak (VmHWM) {:.2} MiB  (target <= 10 MiB)",
@@ -189,7 +192,9 @@ fn main() {
     let every = std::env::var("HAPAIR_IDLE_KEEPALIVE")
         .ok()
         .and_then(|k| humantime::parse_duration(&k).ok())
-        .unwrap_or(Duration::from_millis(100));
+        .unwrap_or(Duration::from_millis(
+            hapair::membership::Timing::DEFAULT.keepalive.0,
+        ));
     let floor = floor_pct(every, 2, Duration::from_secs(10));
     println!(
         "  floor on this machine: a bare thread sleeping {every:?} then sending one 180-byte \
