@@ -9,7 +9,10 @@
 //!   (here, one that entered the namespace), with its defaults (5 ARPs at
 //!   200 ms, the first before start returns, the rest in the background;
 //!   a 200 ms duplicate check), and once more with `dad_timeout=0`, which
-//!   is what IPaddr2 does (it has no IPv4 duplicate check).
+//!   is what IPaddr2 does by default (no IPv4 duplicate check).
+//! - IPaddr2 once at its defaults and once with `run_arping=true`, its own
+//!   IPv4 duplicate check (`arping -c 2 -w 3 -D`, iputils-arping): the job
+//!   the built-in's default check does, like for like.
 //! - IPaddr2 runs through the `ra` crate's `Runner` exactly as the daemon
 //!   would, behind `ip netns exec NS` (`Request::netns`), which adds one
 //!   fork+exec per operation. Its own gratuitous ARPs (`send_arp`) are
@@ -72,7 +75,12 @@ fn builtin_rounds(
     })
 }
 
-fn ipaddr2_rounds(topo: &Topology, nic: &str, rounds: usize) -> Vec<Duration> {
+fn ipaddr2_rounds(
+    topo: &Topology,
+    nic: &str,
+    extra: &[(&str, &str)],
+    rounds: usize,
+) -> Vec<Duration> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -85,11 +93,14 @@ fn ipaddr2_rounds(topo: &Topology, nic: &str, rounds: usize) -> Vec<Duration> {
             "ocf:heartbeat:IPaddr2 not found: install resource-agents"
         );
         let op = |action: Action| {
-            Request::new("vip", agent.clone(), action, Duration::from_secs(20))
-                .param("ip", VIP)
-                .param("cidr_netmask", "24")
-                .param("nic", nic)
-                .netns(&topo.ns[0])
+            extra.iter().fold(
+                Request::new("vip", agent.clone(), action, Duration::from_secs(20))
+                    .param("ip", VIP)
+                    .param("cidr_netmask", "24")
+                    .param("nic", nic)
+                    .netns(&topo.ns[0]),
+                |r, (k, v)| r.param(k, v),
+            )
         };
         let mut out = Vec::new();
         for _ in 0..rounds {
@@ -124,11 +135,16 @@ fn main() {
 
     // one warm-up each (page cache for the agent's shell and tools)
     let _ = builtin_rounds(&topo, &nic, &[], 1);
-    let _ = ipaddr2_rounds(&topo, &nic, 1);
+    let _ = ipaddr2_rounds(&topo, &nic, &[], 1);
+    assert!(
+        std::path::Path::new("/usr/bin/arping").exists(),
+        "IPaddr2's run_arping needs iputils-arping (the test command installs it)"
+    );
 
     let builtin = builtin_rounds(&topo, &nic, &[], rounds);
     let builtin_nodad = builtin_rounds(&topo, &nic, &[("dad_timeout", "0")], rounds);
-    let ipaddr2 = ipaddr2_rounds(&topo, &nic, rounds);
+    let ipaddr2 = ipaddr2_rounds(&topo, &nic, &[], rounds);
+    let ipaddr2_arping = ipaddr2_rounds(&topo, &nic, &[("run_arping", "true")], rounds);
 
     println!("start+stop of {VIP}/24 on a veth in a network namespace, {rounds} rounds each");
     println!("{:<44} {:>10} {:>10}", "", "p50 ms", "p99 ms");
@@ -136,6 +152,7 @@ fn main() {
         ("built-in (defaults: 200ms duplicate check)", &builtin),
         ("built-in, dad_timeout=0 (as IPaddr2)", &builtin_nodad),
         ("IPaddr2 via ra::Runner (ip netns exec)", &ipaddr2),
+        ("IPaddr2, run_arping=true (its DAD check)", &ipaddr2_arping),
     ] {
         println!(
             "{name:<44} {:>10.2} {:>10.2}",
@@ -148,6 +165,11 @@ fn main() {
         "IPaddr2 / built-in (defaults):       p50 {:.1}x, p99 {:.1}x",
         ratio(&ipaddr2, &builtin, 50),
         ratio(&ipaddr2, &builtin, 99)
+    );
+    println!(
+        "both checking for a duplicate, IPaddr2 run_arping=true / built-in (defaults): p50 {:.1}x, p99 {:.1}x",
+        ratio(&ipaddr2_arping, &builtin, 50),
+        ratio(&ipaddr2_arping, &builtin, 99)
     );
     println!(
         "IPaddr2 / built-in (dad_timeout=0):  p50 {:.1}x, p99 {:.1}x",
