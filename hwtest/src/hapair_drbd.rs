@@ -394,6 +394,22 @@ impl HaPair {
                 &nfs::lab::install_provider_script(&a.display().to_string()),
             )?;
         }
+        self.spawn_daemon(node)
+    }
+
+    /// Stops `node`'s daemon with SIGTERM (it stops its stack and releases
+    /// the lease first), waits up to 30 s for it to exit, and starts a new
+    /// one with a new log ([`HaPair::last_log`]); the safety watcher goes
+    /// on.
+    pub fn restart(&mut self, node: Node) -> Result<(), HaError> {
+        self.lab.run_ok(
+            node,
+            "pkill -TERM -x hapair; for i in $(seq 300); do pgrep -x hapair >/dev/null || exit 0; sleep 0.1; done; exit 1",
+        )?;
+        self.spawn_daemon(node)
+    }
+
+    fn spawn_daemon(&mut self, node: Node) -> Result<(), HaError> {
         let out = self.lab.spawn(
             node,
             &format!(

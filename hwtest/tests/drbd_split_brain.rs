@@ -4,8 +4,9 @@
 //! When the link heals DRBD detects the split brain; both daemons report it
 //! (log and `hapair status`, with the manual recovery commands), discard
 //! nothing, and the Secondary refuses to run the stack even when the
-//! Primary's daemon goes away. Running the advised recovery by hand
-//! reconnects DRBD and clears the report.
+//! Primary's daemon goes away. A daemon restarted then finds the split
+//! brain in the kernel log (/dev/kmsg) and refuses too. Running the advised
+//! recovery by hand reconnects DRBD and clears the report.
 
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,33 @@ fn drbd_split_brain_detected_reported_refused() {
         .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
     let quiet = Instant::now();
     while quiet.elapsed() < Duration::from_secs(20) {
+        let primary = p.check_safety().unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(primary, Some(sec), "{}", p.dump());
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let slog = p.last_log(sec);
+    assert!(!slog.contains("op=promote"), "{}", p.dump());
+    assert!(!slog.contains("lease acquired"), "{}", p.dump());
+    let power = p.lab.power_log();
+    assert!(!power.contains(" off "), "nobody fenced: {power}");
+
+    // a daemon started after the fact never saw the split brain in events2:
+    // it finds DRBD StandAlone and the kernel log's "Split-Brain detected
+    // but unresolved" (/dev/kmsg), reports it and refuses all the same,
+    // even with the peer's daemon gone and the lease free
+    p.restart(sec)
+        .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
+    p.wait_log(
+        sec,
+        "the kernel-log split brain report",
+        Duration::from_secs(30),
+        |l| l.contains("DRBD SPLIT BRAIN on r0: the kernel log says"),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
+    let st = p.status(sec).unwrap();
+    assert!(st.contains("the kernel log says"), "{st}");
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(15) {
         let primary = p.check_safety().unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(primary, Some(sec), "{}", p.dump());
         std::thread::sleep(Duration::from_secs(2));

@@ -3,8 +3,10 @@
 //! that fail or hang, operator standby/online and a move with its expiry,
 //! monitor failures up to the migration threshold and `cleanup`, both
 //! daemons starting at the same instant, and the power-cut primary
-//! rejoining. After every step: never two lease holders / rw mounts
-//! ([`Pair::check_safety`]), and no acknowledged record lost.
+//! rejoining; and issue 5's scenario 7 second half on DRBD (a Primary
+//! whose lease fails and whose stop hangs self-fences). After every step:
+//! never two lease holders / rw mounts ([`Pair::check_safety`]; two DRBD
+//! Primaries too on DRBD), and no acknowledged record lost.
 //!
 //! What is asserted besides safety is the engine's documented behaviour
 //! (`src/engine/mod.rs`, README "The pair engine"): a stop that fails or
@@ -250,6 +252,68 @@ fn lease_device_fails_on_the_primary_only() {
     );
     p.wait_acks(&client, 10, Duration::from_secs(20)).unwrap();
     let n = no_loss(&p, &client, pri);
+    eprintln!(
+        "{n} records acknowledged, 0 lost; scenario time {:.1?}",
+        t0.elapsed()
+    );
+    p.lab.down().unwrap();
+}
+
+/// Issue 5, scenario 7 (second part) on DRBD: the same pair with its data
+/// on DRBD r0 (hapair's `drbd` resource first in the stack, DRBD fencing
+/// through `hapair fence-peer`). The lease device fails on the Primary only
+/// and its record stop hangs: it cannot give the stack up in good order
+/// before its lease deadline, so it self-fences (reboot in the guest,
+/// softdog armed behind it); the peer fences it, takes the lease, promotes
+/// DRBD and serves. Never two Primaries, rw mounts or holders on the way
+/// (`check_safety` reads both DRBD roles too); nothing acknowledged lost.
+#[test]
+fn drbd_primary_with_a_hung_stop_self_fences_when_its_lease_fails() {
+    let t0 = Instant::now();
+    let p = Pair::up_dm_lease(PairOptions {
+        drbd: true,
+        ..options()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    p.start_daemons().unwrap();
+    let pri = p.wait_primary(START).unwrap();
+    let sec = other(pri);
+    let client = p.start_client().unwrap();
+    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
+    p.check_safety().unwrap();
+    let pri_from = p.log(pri).len();
+    let sec_from = p.log(sec).len();
+    let offs = power_offs(&p);
+
+    p.set_stop_fault(pri, Some(StopFault::Hang)).unwrap();
+    let cut = Instant::now();
+    p.break_lease(pri).unwrap();
+    wait_stack_on(&p, sec, Duration::from_secs(90));
+    let took = cut.elapsed();
+    let plog = p.log_since(pri, pri_from);
+    assert!(
+        plog.contains("lease deadline near: emergency stop") && plog.contains("SELF-FENCE"),
+        "{pri} did not self-fence after an emergency stop:\n{}",
+        logs(&p)
+    );
+    let slog = p.log_since(sec, sec_from);
+    let fenced = line_time(&slog, &format!("{pri} fenced"));
+    let taken = line_time(&slog, "lease acquired");
+    assert!(
+        power_offs(&p) > offs && fenced.is_some() && taken.is_some() && fenced <= taken,
+        "{sec}: fenced {fenced:?}, lease acquired {taken:?}\n{}",
+        logs(&p)
+    );
+    assert!(
+        slog.contains("op=promote"),
+        "{sec} never promoted DRBD:\n{slog}"
+    );
+    eprintln!(
+        "lease broken and stop hung on {pri} (DRBD Primary) -> self-fence, stack on {sec} after {took:.1?}"
+    );
+    p.wait_acks(&client, 10, Duration::from_secs(30)).unwrap();
+    stays_on(&p, sec, Duration::from_secs(3));
+    let n = no_loss(&p, &client, sec);
     eprintln!(
         "{n} records acknowledged, 0 lost; scenario time {:.1?}",
         t0.elapsed()

@@ -433,6 +433,52 @@ fn dead_lease_holder_is_fenced_then_the_lease_taken_without_waiting_for_expiry()
     assert!(d.wait_exit(Duration::from_secs(30)).success());
 }
 
+/// SIGHUP replacing the fence device's parameters (a failing device fixed
+/// by the operator) is applied live: the next fencing uses the new ones.
+#[test]
+fn a_fence_device_changed_by_sighup_is_used_by_the_next_fencing() {
+    let s = Setup::new();
+    std::fs::create_dir_all(s.path("fence")).expect("fence statedir");
+    hold_lock(&s, "beta", 12);
+    // the counter must stand still for 6 s before fencing: room for the
+    // reload
+    let failing = fence_config(&s, "fail").replace("delay = \"3s\"", "delay = \"6s\"");
+    let cfg = s.write_config(&failing);
+    let mut d = Daemon::start(&s, &cfg);
+    // the signal handlers are in place once this is logged
+    d.wait_for("the daemon to start", Duration::from_secs(10), |log| {
+        log.contains("hapair started on alpha")
+    });
+    std::fs::write(&cfg, failing.replace("mode = \"fail\"", "mode = \"ok\"")).expect("edit config");
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_for("the live reload", Duration::from_secs(5), |log| {
+        log.contains("reload: new config applied")
+    });
+    let before = d.log();
+    assert!(
+        !before.contains("fencing beta"),
+        "fenced before the reload was applied:\n{before}"
+    );
+    d.wait_for("fencing and takeover", Duration::from_secs(25), |log| {
+        log.contains("stack running here")
+    });
+    let log = d.log();
+    assert!(log.contains("fence level 1: confirmed off"), "{log}");
+    let calls = std::fs::read_to_string(s.path("fence/log")).expect("fence agent log");
+    let modes: Vec<&str> = calls
+        .lines()
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("mode=")))
+        .collect();
+    assert_eq!(
+        modes,
+        ["ok", "ok"],
+        "off and status, both with the new parameters: {calls}"
+    );
+    assert_eq!(s.lock().nodename.as_bytes(), b"alpha");
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(30)).success());
+}
+
 #[test]
 fn every_fence_level_failing_waits_for_the_operator() {
     let s = Setup::new();
