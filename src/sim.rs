@@ -879,6 +879,17 @@ impl Sim {
                 if let Some(w) = self.nodes[i].eng.next_wake() {
                     if self.local(i) >= w {
                         self.input(i, Input::Tick);
+                        // a deadline still due after its tick would make
+                        // the daemon's loop spin (it wakes at once again)
+                        if let Some(w2) = self.nodes[i].eng.next_wake() {
+                            if self.local(i) >= w2 {
+                                return Err(format!(
+                                    "node {i}: next_wake {w2:?} is still due at local {} after a tick ({})",
+                                    self.local(i),
+                                    self.nodes[i].eng.debug_wakes()
+                                ));
+                            }
+                        }
                     }
                 }
             }

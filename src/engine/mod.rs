@@ -305,6 +305,21 @@ impl Engine {
         }
     }
 
+    /// The parts of [`Engine::next_wake`], for the simulator's messages.
+    #[doc(hidden)]
+    pub fn debug_wakes(&self) -> String {
+        format!(
+            "phase {:?} op {:?} lease_next {:?} valid_until {:?} idle_wake {:?} moved {:?} maint {}",
+            self.phase,
+            self.op,
+            self.lease.as_ref().and_then(|l| l.next_wake()),
+            self.lease.as_ref().and_then(|l| l.valid_until()),
+            self.idle_wake,
+            self.moved,
+            self.maintenance
+        )
+    }
+
     /// When the engine next needs a `Tick`.
     pub fn next_wake(&self) -> Option<Millis> {
         if self.self_fenced {
@@ -313,11 +328,18 @@ impl Engine {
         let mut w: Vec<Millis> = Vec::new();
         if let Some(l) = &self.lease {
             w.extend(l.next_wake());
-            if let Some(v) = l.valid_until() {
+            // the emergency-stop deadline, while it can still trigger one
+            // (as `evaluate` tests it): once the stop runs it stays in the
+            // past, and a daemon waking for it would spin
+            let stopping = matches!(self.phase, Phase::Stopping | Phase::Releasing);
+            if let Some(v) = l.valid_until().filter(|_| self.any_up() && !stopping) {
                 w.push(v.minus(self.cfg.stop_budget));
             }
         }
-        if self.phase == Phase::Idle {
+        // in maintenance an idle node decides nothing (evaluate returns
+        // early), so its idle deadline would stay in the past: a daemon
+        // waking for it would spin
+        if self.phase == Phase::Idle && !self.maintenance {
             w.extend(self.idle_wake);
         }
         if self.phase == Phase::Running && self.op.is_none() && !self.maintenance {

@@ -163,9 +163,21 @@ fn run(text: &str) -> (String, String, String) {
         let words: Vec<&str> = rest.split_whitespace().collect();
         let _ = writeln!(expected, "{t}");
         let _ = writeln!(actual, "{t}");
+        let tick = words == ["tick"];
         for a in e.step(now, parse_input(&words)) {
             let _ = writeln!(actual, "-> {}", render(&a));
             let _ = writeln!(blessed, "-> {}", render(&a));
+        }
+        // after a tick nothing may be due any more: the daemon sleeps until
+        // next_wake, and a deadline left in the past makes it spin
+        if tick {
+            if let Some(w) = e.next_wake().filter(|w| *w <= now) {
+                let _ = writeln!(
+                    actual,
+                    "!! next_wake {w:?} still due after the tick ({})",
+                    e.debug_wakes()
+                );
+            }
         }
     }
     (expected, actual, blessed)

@@ -1111,6 +1111,8 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     // keeper, the link figures, a fresh status report)
     let timer = crate::runtime::wake::WakeTimer::new().map_err(|e| setup("timerfd", e))?;
     let mut last_link_metrics = tokio::time::Instant::now();
+    // turns in a row whose deadline had already passed (a busy loop)
+    let mut past_wakes = 0u32;
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -1138,6 +1140,20 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         let wake = wake.map_or(MAX_SLEEP, |w| {
             w.saturating_duration_since(now_i).min(MAX_SLEEP)
         });
+        if wake.is_zero() {
+            past_wakes += 1;
+            if past_wakes == 1000 {
+                tracing::warn!(
+                    engine = ?d.engine.next_wake(),
+                    forward = ?d.forward_wake(),
+                    own_move = ?d.own_move_until,
+                    now = ?clock.now(),
+                    "the main loop's next deadline has been in the past for 1000 turns"
+                );
+            }
+        } else {
+            past_wakes = 0;
+        }
         // a timerfd that fails (it should not) falls back to tokio's timer:
         // leaving the loop would leave the stack running unsupervised
         let armed = match timer.arm(wake) {

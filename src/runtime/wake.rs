@@ -4,7 +4,9 @@
 //! wakes the thread at the slot's start to re-file them, so every such
 //! deadline costs two or three wakeups; an idle daemon's CPU is mostly its
 //! wakeups (README, "Daemon benchmarks"). A timerfd armed for the exact
-//! deadline wakes the loop once.
+//! deadline wakes the loop once. Like tokio's timers it takes part in the
+//! task budget, so a deadline that is always already past (a busy loop)
+//! still lets the runtime's other tasks run.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -66,7 +68,14 @@ impl WakeTimer {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(|fd| fd.get_ref().0.wait().map_err(io::Error::from)) {
-                Ok(r) => return r,
+                Ok(r) => {
+                    // readiness of an fd takes no part in tokio's task
+                    // budget: a timer armed in the past again and again
+                    // would never let the runtime's other tasks (and
+                    // timers) run; this does, as tokio's own sleep does
+                    tokio::task::consume_budget().await;
+                    return r;
+                }
                 Err(_would_block) => {}
             }
         }
