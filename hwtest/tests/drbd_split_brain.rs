@@ -11,7 +11,24 @@
 use std::time::{Duration, Instant};
 
 use hwtest::hapair_drbd::{HaPair, MNT, other};
-use hwtest::{Link, NetOp};
+use hwtest::{Link, NetOp, Node};
+
+/// For `dur`, with its peer's daemon gone: `node` never becomes Primary
+/// (safety checked every 2 s), its latest daemon neither promotes nor takes
+/// the lease, and nobody is fenced.
+fn refuses_for(p: &HaPair, node: Node, dur: Duration) {
+    let quiet = Instant::now();
+    while quiet.elapsed() < dur {
+        let primary = p.check_safety().unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(primary, Some(node), "{}", p.dump());
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let log = p.last_log(node);
+    assert!(!log.contains("op=promote"), "{}", p.dump());
+    assert!(!log.contains("lease acquired"), "{}", p.dump());
+    let power = p.lab.power_log();
+    assert!(!power.contains(" off "), "nobody fenced: {power}");
+}
 
 #[test]
 fn drbd_split_brain_detected_reported_refused() {
@@ -107,17 +124,7 @@ fn drbd_split_brain_detected_reported_refused() {
     p.lab
         .run_ok(pri, "pkill -TERM -x hapair; for i in $(seq 300); do pgrep -x hapair >/dev/null || exit 0; sleep 0.1; done; exit 1")
         .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
-    let quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_secs(20) {
-        let primary = p.check_safety().unwrap_or_else(|e| panic!("{e}"));
-        assert_ne!(primary, Some(sec), "{}", p.dump());
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    let slog = p.last_log(sec);
-    assert!(!slog.contains("op=promote"), "{}", p.dump());
-    assert!(!slog.contains("lease acquired"), "{}", p.dump());
-    let power = p.lab.power_log();
-    assert!(!power.contains(" off "), "nobody fenced: {power}");
+    refuses_for(&p, sec, Duration::from_secs(20));
 
     // a daemon started after the fact never saw the split brain in events2:
     // it finds DRBD StandAlone and the kernel log's "Split-Brain detected
@@ -134,17 +141,7 @@ fn drbd_split_brain_detected_reported_refused() {
     .unwrap_or_else(|e| panic!("{e}\n{}", p.dump()));
     let st = p.status(sec).unwrap();
     assert!(st.contains("the kernel log says"), "{st}");
-    let quiet = Instant::now();
-    while quiet.elapsed() < Duration::from_secs(15) {
-        let primary = p.check_safety().unwrap_or_else(|e| panic!("{e}"));
-        assert_ne!(primary, Some(sec), "{}", p.dump());
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    let slog = p.last_log(sec);
-    assert!(!slog.contains("op=promote"), "{}", p.dump());
-    assert!(!slog.contains("lease acquired"), "{}", p.dump());
-    let power = p.lab.power_log();
-    assert!(!power.contains(" off "), "nobody fenced: {power}");
+    refuses_for(&p, sec, Duration::from_secs(15));
 
     // the advised recovery, by hand: sec is the victim
     p.lab
