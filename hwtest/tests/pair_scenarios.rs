@@ -52,6 +52,17 @@ fn no_loss(p: &Pair, client: &Path, primary: Node) -> usize {
     acked
 }
 
+/// Waits for the primary, starts the client on nodeC and waits for 20
+/// acknowledged records, then checks safety: (primary, the other node, the
+/// client's record file).
+fn serving(p: &Pair) -> (Node, Node, PathBuf) {
+    let pri = p.wait_primary(START).unwrap();
+    let client = p.start_client().unwrap();
+    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
+    p.check_safety().unwrap();
+    (pri, other(pri), client)
+}
+
 /// Both logs, for failure messages.
 fn logs(p: &Pair) -> String {
     format!(
@@ -117,6 +128,42 @@ fn power_offs(p: &Pair) -> usize {
     p.lab.power_log().matches(" off ").count()
 }
 
+/// `survivor` fenced `victim` (a power-off since `offs` were counted, and
+/// the "fenced" line in `survivor_log`) before it took the lease.
+fn fenced_before_lease(p: &Pair, survivor_log: &str, victim: Node, offs: usize) {
+    let fenced = line_time(survivor_log, &format!("{victim} fenced"));
+    let taken = line_time(survivor_log, "lease acquired");
+    assert!(
+        power_offs(p) > offs && fenced.is_some() && taken.is_some() && fenced <= taken,
+        "fenced {victim} at {fenced:?}, lease acquired at {taken:?}\n{}",
+        logs(p)
+    );
+}
+
+/// The lease device fails on `victim`, which runs the stack and whose
+/// record stop hangs: it cannot give the stack up before its lease
+/// deadline, so it must emergency-stop and self-fence, and `survivor` must
+/// fence it before taking the lease and starting the stack (within
+/// `timeout`, safety checked throughout). Returns the survivor's log since
+/// the break.
+fn hung_stop_on_lease_failure(p: &Pair, victim: Node, survivor: Node, timeout: Duration) -> String {
+    let victim_from = p.log(victim).len();
+    let survivor_from = p.log(survivor).len();
+    let offs = power_offs(p);
+    p.set_stop_fault(victim, Some(StopFault::Hang)).unwrap();
+    p.break_lease(victim).unwrap();
+    wait_stack_on(p, survivor, timeout);
+    let vlog = p.log_since(victim, victim_from);
+    assert!(
+        vlog.contains("lease deadline near: emergency stop") && vlog.contains("SELF-FENCE"),
+        "{victim} did not self-fence after an emergency stop:\n{}",
+        logs(p)
+    );
+    let slog = p.log_since(survivor, survivor_from);
+    fenced_before_lease(p, &slog, victim, offs);
+    slog
+}
+
 /// Waits until `node`'s daemon calls itself `role`.
 fn wait_role(p: &Pair, node: Node, role: &str, timeout: Duration) {
     let start = Instant::now();
@@ -150,11 +197,7 @@ fn lease_device_fails_on_the_primary_only() {
     let t0 = Instant::now();
     let p = Pair::up_dm_lease(options()).unwrap_or_else(|e| panic!("{e}"));
     p.start_daemons().unwrap();
-    let pri = p.wait_primary(START).unwrap();
-    let sec = other(pri);
-    let client = p.start_client().unwrap();
-    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
-    p.check_safety().unwrap();
+    let (pri, sec, client) = serving(&p);
     let from = p.log(pri).len();
     let sec_from = p.log(sec).len();
 
@@ -186,14 +229,7 @@ fn lease_device_fails_on_the_primary_only() {
             "{pri} self-fenced; its log since the break:\n{}",
             hwtest::pair::tail(&plog, 40)
         );
-        let slog = p.log_since(sec, sec_from);
-        let fenced = line_time(&slog, &format!("{pri} fenced"));
-        let taken = line_time(&slog, "lease acquired");
-        assert!(
-            power_offs(&p) > 0 && fenced.is_some() && taken.is_some() && fenced <= taken,
-            "{sec}: fenced {fenced:?}, lease acquired {taken:?}\n{}",
-            logs(&p)
-        );
+        fenced_before_lease(&p, &p.log_since(sec, sec_from), pri, 0);
         p.power_on_and_rejoin(pri).unwrap();
         wait_role(&p, pri, "secondary", Duration::from_secs(40));
     } else {
@@ -226,26 +262,7 @@ fn lease_device_fails_on_the_primary_only() {
         p.heal_lease(pri).unwrap();
     }
     let t = Instant::now();
-    let from = p.log(sec).len();
-    let pri_from = p.log(pri).len();
-    let offs = power_offs(&p);
-    p.set_stop_fault(sec, Some(StopFault::Hang)).unwrap();
-    p.break_lease(sec).unwrap();
-    wait_stack_on(&p, pri, Duration::from_secs(60));
-    let slog = p.log_since(sec, from);
-    assert!(
-        slog.contains("lease deadline near: emergency stop") && slog.contains("SELF-FENCE"),
-        "{sec} did not self-fence after an emergency stop:\n{}",
-        logs(&p)
-    );
-    let plog = p.log_since(pri, pri_from);
-    let fenced = line_time(&plog, &format!("{sec} fenced"));
-    let taken = line_time(&plog, "lease acquired");
-    assert!(
-        power_offs(&p) > offs && fenced.is_some() && taken.is_some() && fenced <= taken,
-        "{pri}: fenced {fenced:?}, lease acquired {taken:?}\n{}",
-        logs(&p)
-    );
+    hung_stop_on_lease_failure(&p, sec, pri, Duration::from_secs(60));
     eprintln!(
         "lease broken and stop hung on {sec} -> self-fence, stack on {pri} after {:.1?}",
         t.elapsed()
@@ -276,34 +293,10 @@ fn drbd_primary_with_a_hung_stop_self_fences_when_its_lease_fails() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     p.start_daemons().unwrap();
-    let pri = p.wait_primary(START).unwrap();
-    let sec = other(pri);
-    let client = p.start_client().unwrap();
-    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
-    p.check_safety().unwrap();
-    let pri_from = p.log(pri).len();
-    let sec_from = p.log(sec).len();
-    let offs = power_offs(&p);
-
-    p.set_stop_fault(pri, Some(StopFault::Hang)).unwrap();
+    let (pri, sec, client) = serving(&p);
     let cut = Instant::now();
-    p.break_lease(pri).unwrap();
-    wait_stack_on(&p, sec, Duration::from_secs(90));
+    let slog = hung_stop_on_lease_failure(&p, pri, sec, Duration::from_secs(90));
     let took = cut.elapsed();
-    let plog = p.log_since(pri, pri_from);
-    assert!(
-        plog.contains("lease deadline near: emergency stop") && plog.contains("SELF-FENCE"),
-        "{pri} did not self-fence after an emergency stop:\n{}",
-        logs(&p)
-    );
-    let slog = p.log_since(sec, sec_from);
-    let fenced = line_time(&slog, &format!("{pri} fenced"));
-    let taken = line_time(&slog, "lease acquired");
-    assert!(
-        power_offs(&p) > offs && fenced.is_some() && taken.is_some() && fenced <= taken,
-        "{sec}: fenced {fenced:?}, lease acquired {taken:?}\n{}",
-        logs(&p)
-    );
     assert!(
         slog.contains("op=promote"),
         "{sec} never promoted DRBD:\n{slog}"
@@ -332,10 +325,7 @@ fn drbd_primary_with_a_hung_stop_self_fences_when_its_lease_fails() {
 fn failed_and_hung_stops_escalate_to_fencing() {
     let t0 = Instant::now();
     let p = pair();
-    let first = p.wait_primary(START).unwrap();
-    let second = other(first);
-    let client = p.start_client().unwrap();
-    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
+    let (first, second, client) = serving(&p);
 
     for (victim, fault) in [(first, StopFault::Fail), (second, StopFault::Hang)] {
         let t = Instant::now();
@@ -416,10 +406,7 @@ fn failed_and_hung_stops_escalate_to_fencing() {
 fn standby_online_then_move_and_its_expiry() {
     let t0 = Instant::now();
     let p = pair();
-    let a = p.wait_primary(START).unwrap();
-    let b = other(a);
-    let client = p.start_client().unwrap();
-    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
+    let (a, b, client) = serving(&p);
 
     // standby of the primary
     let t = Instant::now();
@@ -510,10 +497,7 @@ fn standby_online_then_move_and_its_expiry() {
 fn monitor_failures_restart_locally_then_fail_over_and_cleanup() {
     let t0 = Instant::now();
     let p = pair();
-    let pri = p.wait_primary(START).unwrap();
-    let sec = other(pri);
-    let client = p.start_client().unwrap();
-    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
+    let (pri, sec, client) = serving(&p);
     let mount_id = |n: Node| {
         p.lab
             .mountinfo(n)
@@ -677,11 +661,7 @@ fn both_boot_at_once_then_power_cut_primary_rejoins() {
 fn frozen_primary_daemon_is_reset_by_softdog() {
     let t0 = Instant::now();
     let p = pair();
-    let pri = p.wait_primary(START).unwrap();
-    let sec = other(pri);
-    let client = p.start_client().unwrap();
-    p.wait_acks(&client, 20, Duration::from_secs(20)).unwrap();
-    p.check_safety().unwrap();
+    let (pri, sec, client) = serving(&p);
     let console = p.lab.dir().join(pri.name()).join("console.log");
     let con_from = std::fs::read_to_string(&console).unwrap_or_default().len();
     let agent = p.lab.dir().join("bin").join("fence_lab");
