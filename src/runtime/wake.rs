@@ -41,8 +41,9 @@ impl WakeTimer {
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
         // tokio 1.54 deprecates the safe constructor for the I/O-safety
-        // rule its `unsafe fn register_with_interest` states: the fd must
-        // stay open and the same while registered. It does: `Fd` owns the
+        // rule stated by its replacement, `register_with_interest` (an
+        // unsafe function): the fd must stay open and the same while
+        // registered. It does: `Fd` owns the
         // timerfd and always returns that one descriptor; the rule of this
         // workspace keeps `unsafe` out of here.
         #[allow(deprecated)]
