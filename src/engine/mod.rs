@@ -331,8 +331,7 @@ impl Engine {
             // the emergency-stop deadline, while it can still trigger one
             // (as `evaluate` tests it): once the stop runs it stays in the
             // past, and a daemon waking for it would spin
-            let stopping = matches!(self.phase, Phase::Stopping | Phase::Releasing);
-            if let Some(v) = l.valid_until().filter(|_| self.any_up() && !stopping) {
+            if let Some(v) = l.valid_until().filter(|_| self.emergency_stop_armed()) {
                 w.push(v.minus(self.cfg.stop_budget));
             }
         }
@@ -575,6 +574,12 @@ impl Engine {
         self.op.is_some() || self.res.iter().any(|r| r.started)
     }
 
+    /// Whether the lease deadline minus `stop_budget` would still begin an
+    /// emergency stop: something is up and no stop is under way yet.
+    fn emergency_stop_armed(&self) -> bool {
+        self.any_up() && !matches!(self.phase, Phase::Stopping | Phase::Releasing)
+    }
+
     fn self_fence(&mut self, out: &mut Vec<Action>) {
         self.self_fenced = true;
         self.phase = Phase::Fenced;
@@ -727,8 +732,7 @@ impl Engine {
         }
         // The lease deadline comes before everything else.
         if let Some(v) = self.lease_valid_until() {
-            let stopping = matches!(self.phase, Phase::Stopping | Phase::Releasing);
-            if now >= v.minus(self.cfg.stop_budget) && self.any_up() && !stopping {
+            if now >= v.minus(self.cfg.stop_budget) && self.emergency_stop_armed() {
                 out.push(Action::Log(Note::EmergencyStop));
                 self.begin_stop(After::Release);
             }
